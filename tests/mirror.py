@@ -1,0 +1,204 @@
+"""A mirror of ICE's 287(g) site, built from the real sheets and served on 127.0.0.1.
+
+The sheets are the real ones with one change: every link to www.ice.gov (safelinks
+included, where the target is percent-encoded) points at the mirror instead. Each linked
+document is served as a small PDF unique to its URL.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import html
+import io
+import re
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ice"
+SHEETS = FIXTURES / "sheets"
+AGREEMENTS = FIXTURES / "agreements"
+
+_ICE = ("https://www.ice.gov", "http://www.ice.gov")
+# Real links have spaces in them ("287gJEM_ etowahCoAL_06-09-2020.pdf").
+_DOCUMENT_PATH = re.compile(r"/doclib/[^\n]+\.pdf", re.I)
+
+PAGE_2025 = """<!DOCTYPE html>
+<html lang="en"><head><title>Delegation of Immigration Authority Section 287(g) | ICE</title></head>
+<body>
+<h1>Delegation of Immigration Authority Section 287(g) Immigration and Nationality Act</h1>
+<p>Read the <a href="/doclib/about/offices/ero/287g/287gFactSheet.pdf">287(g) fact sheet</a>
+and the <a href="/doclib/detention/FY25_detentionStats07172025.xlsx">detention statistics</a>.</p>
+<h2>Participating Agencies</h2>
+<p><a href="{participating}">Participating agencies (Excel)</a></p>
+<h2>Pending Agencies</h2>
+<p><a href="{pending}">Pending agencies (Excel)</a></p>
+<p><a href="https://www.dhs.gov/sites/default/files/budget.xlsx">DHS budget</a>
+<a href="mailto:ERO287g@ice.dhs.gov">Contact</a></p>
+</body></html>
+"""
+
+PAGE_2026 = """<!DOCTYPE html>
+<html lang="en"><head><title>Delegation of Immigration Authority Section 287(g) | ICE</title></head>
+<body>
+<h1>Delegation of Immigration Authority Section 287(g) Immigration and Nationality Act</h1>
+<ul>
+<li><a href="/file-download/download/public/51234">View 287(g) Participating Agencies</a></li>
+<li><a href="/file-download/download/public/51235">View ERO Annual Report</a></li>
+<li><a href="/doclib/detention/FY26_detentionStats.xlsx">Detention statistics</a></li>
+<li><a href="/doclib/about/offices/ero/287g/287gFactSheet.pdf">Fact sheet</a></li>
+</ul>
+</body></html>
+"""
+
+
+@dataclass
+class Route:
+    body: bytes
+    content_type: str = "application/octet-stream"
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int = 200
+    last_modified: float = 1750000000.0  # 2025-06-15, fixed so If-Modified-Since works
+
+
+def rewrite_workbook(body: bytes, base_url: str) -> bytes:
+    """The same workbook with its www.ice.gov hyperlinks pointing at `base_url`."""
+    source = zipfile.ZipFile(io.BytesIO(body))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            data = source.read(info.filename)
+            if info.filename.endswith(".rels") and "worksheets" in info.filename:
+                text = data.decode("utf-8")
+                for prefix in _ICE:
+                    text = text.replace(prefix, base_url)
+                    text = text.replace(quote(prefix, safe=""), quote(base_url, safe=""))
+                data = text.encode("utf-8")
+            target.writestr(info, data)
+    return out.getvalue()
+
+
+def linked_documents(body: bytes) -> set[str]:
+    """Decoded paths of the documents a workbook links to, as the server will see them."""
+    paths = set()
+    with zipfile.ZipFile(io.BytesIO(body)) as workbook:
+        for name in workbook.namelist():
+            if name.endswith(".rels") and "worksheets" in name:
+                text = html.unescape(workbook.read(name).decode("utf-8"))
+                for target in re.findall(r'Target="([^"]*)"', text):
+                    if "safelinks" in target:
+                        target = parse_qs(urlsplit(target).query)["url"][0]
+                    path = unquote(urlsplit(target.strip()).path)
+                    if _DOCUMENT_PATH.fullmatch(path):
+                        paths.add(path)
+    return paths
+
+
+def fake_pdf(path: str) -> bytes:
+    return (b"%PDF-1.4\n% tracking287g test mirror: " + path.encode() +
+            b"\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n")
+
+
+class MirrorServer:
+    """Serves routes from memory on 127.0.0.1 and records every request."""
+
+    def __init__(self):
+        self.routes: dict[str, Route] = {}
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                path = unquote(urlsplit(self.path).path)
+                with server.lock:
+                    server.requests.append(("GET", path, dict(self.headers)))
+                    route = server.routes.get(path)
+                if route is None:
+                    return self._send(404, b"<html><title>Not found</title></html>", "text/html")
+                stamp = email.utils.formatdate(route.last_modified, usegmt=True)
+                since = self.headers.get("If-Modified-Since")
+                if route.status == 200 and since:
+                    try:
+                        since_time = email.utils.parsedate_to_datetime(since).timestamp()
+                        if since_time >= int(route.last_modified):
+                            return self._send(304, b"", None, {"Last-Modified": stamp})
+                    except (TypeError, ValueError):
+                        pass
+                self._send(route.status, route.body, route.content_type,
+                           {"Last-Modified": stamp, **route.headers})
+
+            def _send(self, status, body, content_type, headers=None):
+                self.send_response(status)
+                if content_type:
+                    self.send_header("Content-Type", content_type)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128  # the default 5 drops bursts of connections
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def requested(self, prefix: str = "") -> list[str]:
+        with self.lock:
+            return [path for _, path, _ in self.requests if path.startswith(prefix)]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.requests.clear()
+
+    def add_sheet(self, path: str, sheet: Path, **route) -> set[str]:
+        """Serve a rewritten real sheet at `path` and a PDF for each document it links."""
+        body = rewrite_workbook(sheet.read_bytes(), self.url)
+        self.routes[path] = Route(body, "application/vnd.openxmlformats-officedocument."
+                                        "spreadsheetml.sheet", **route)
+        documents = linked_documents(body)
+        for document in documents:
+            self.routes.setdefault(document, Route(fake_pdf(document), "application/pdf"))
+        return documents
+
+    def publish_2025(self, participating: Path, pending: Path | None) -> set[str]:
+        """The 2025 page: relative and absolute .xlsx links under /doclib/.../287g/."""
+        base = "/doclib/about/offices/ero/287g/"
+        documents = self.add_sheet(base + participating.name, participating)
+        pending_href = ""
+        if pending is not None:
+            documents |= self.add_sheet(base + pending.name, pending)
+            pending_href = self.url + base + pending.name  # absolute, as ICE sometimes links
+        page = PAGE_2025.format(participating=base + participating.name, pending=pending_href)
+        if pending is None:
+            page = page.replace('<p><a href="">Pending agencies (Excel)</a></p>', "")
+        self.routes["/identify-and-arrest/287g"] = Route(page.encode(), "text/html; charset=utf-8")
+        return documents
+
+    def publish_2026(self, participating: Path, name: str) -> set[str]:
+        """The 2026 page: a /file-download/ link, named by Content-Disposition; no pending."""
+        documents = self.add_sheet(
+            "/file-download/download/public/51234", participating,
+            headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        self.routes["/identify-and-arrest/287g"] = Route(PAGE_2026.encode(),
+                                                          "text/html; charset=utf-8")
+        return documents

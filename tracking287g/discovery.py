@@ -1,0 +1,77 @@
+"""Which links on ICE's 287(g) page are the participating and pending sheets. Pure functions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urljoin, urlsplit
+
+from parsel import Selector
+
+DEFAULT_START_URL = "https://www.ice.gov/identify-and-arrest/287g"
+
+# 2025: /doclib/about/offices/ero/287g/participatingAgencies07182025pm.xlsx (and variants).
+_SHEET_PATH = re.compile(r"/doclib/about/offices/ero/287g/[^/]+\.xlsx$", re.I)
+# 2026: /file-download/download/public/<id>, named only by the link text.
+_DOWNLOAD_PATH = re.compile(r"/file-download/download/public/\d+/?$", re.I)
+
+
+@dataclass(frozen=True)
+class SheetLink:
+    list_name: str  # "participating" or "pending"
+    url: str
+    text: str
+
+
+def _classify(words: str) -> str | None:
+    words = words.lower()
+    if "pending" in words:
+        return "pending"
+    if "participating" in words:
+        return "participating"
+    return None
+
+
+def find_sheet_links(html: str, base_url: str) -> tuple[dict[str, SheetLink], list[SheetLink]]:
+    """The first link to each list, and any further links to a list already found."""
+    found: dict[str, SheetLink] = {}
+    extra: list[SheetLink] = []
+    seen_urls = set()
+    for anchor in Selector(text=html).css("a[href]"):
+        href = (anchor.attrib.get("href") or "").strip()
+        text = " ".join(" ".join(anchor.css("::text").getall()).split())
+        url = urljoin(base_url, href)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            continue
+        path = unquote(parts.path)
+        if _SHEET_PATH.search(path):
+            list_name = _classify(PurePosixPath(path).name) or _classify(text)
+        elif _DOWNLOAD_PATH.search(path):
+            list_name = _classify(text)
+        else:
+            continue
+        if list_name is None or url in seen_urls:
+            continue
+        seen_urls.add(url)
+        link = SheetLink(list_name, url, text)
+        if list_name in found:
+            extra.append(link)
+        else:
+            found[list_name] = link
+    return found, extra
+
+
+def published_name(content_disposition: bytes | str | None, url: str) -> str:
+    """The file name ICE published: Content-Disposition first, else the URL's last segment."""
+    if content_disposition:
+        if isinstance(content_disposition, bytes):
+            content_disposition = content_disposition.decode("latin-1")
+        message = Message()
+        message["content-disposition"] = content_disposition
+        name = message.get_filename()
+        if name:
+            return PurePosixPath(name.replace("\\", "/")).name.strip()
+    return unquote(PurePosixPath(urlsplit(url).path).name).strip()

@@ -1,0 +1,56 @@
+"""The items the spider yields, declared once and used through itemadapter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SheetItem:
+    """A participating or pending sheet that was downloaded and read."""
+
+    list_name: str
+    url: str
+    published_name: str
+    body: bytes = field(repr=False)
+    last_modified: str
+    worksheet: str
+    row_count: int
+    # Filled in by the archive pipeline.
+    sha256: str = ""
+    path: str = ""
+    status: str = ""  # "archived" or "already_archived"
+
+
+@dataclass
+class MissingListItem:
+    """A list with no sheet this crawl: not published (normal for pending) or failed."""
+
+    list_name: str
+    reason: str  # "not_published" or "failed"
+    url: str = ""
+    detail: str = ""
+
+
+@dataclass
+class AgreementRow:
+    """One row of a sheet, normalised, with the raw text of every field beside it."""
+
+    list_name: str
+    sheet_name: str
+    row_number: int
+    state: str
+    agency: str
+    agency_type: str
+    county: str
+    model: str
+    signed_date: str
+    moa_status: str  # "linked", "pending" ("link pending") or "none"
+    moa_url: str
+    addendum_url: str
+    raw: dict[str, str]
+    notes: list[str]
+    # FilesPipeline input and output: the document URLs, and what became of each.
+    file_urls: list[str] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)

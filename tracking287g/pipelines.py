@@ -1,0 +1,220 @@
+"""Storage: the archive pipeline (sheets and documents) and the export pipeline."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from email.utils import format_datetime, parsedate_to_datetime
+from io import BytesIO
+from typing import ClassVar
+
+from itemadapter import ItemAdapter
+from scrapy import Request
+from scrapy.pipelines.files import FilesPipeline
+from scrapy.pipelines.media import FileException
+from scrapy.utils.defer import ensure_awaitable
+
+from tracking287g import archive, exports
+from tracking287g.discovery import published_name
+from tracking287g.items import AgreementRow, MissingListItem, SheetItem
+from tracking287g.sheets import describe_bytes
+
+logger = logging.getLogger(__name__)
+
+DONE_STAT = "tracking287g/documents_done"
+
+
+def is_pdf(body: bytes) -> bool:
+    # The PDF specification lets the header sit anywhere in the first 1024 bytes.
+    return b"%PDF-" in body[:1024]
+
+
+class ArchivePipeline(FilesPipeline):
+    """Archives every sheet and every agreement document exactly once.
+
+    Built on FilesPipeline so documents go through Scrapy's downloader and stores, and
+    each URL is fetched at most once per crawl. The manifest (SQLite) decides what is
+    already archived, so later crawls download nothing they already have.
+    """
+
+    STORE_SCHEMES: ClassVar = {**FilesPipeline.STORE_SCHEMES,
+                     "": archive.AtomicFSFilesStore, "file": archive.AtomicFSFilesStore}
+
+    def __init__(self, store_uri, *, crawler):
+        super().__init__(store_uri, crawler=crawler)
+        self.root = archive.archive_root(crawler.settings)
+        self.revalidate_after = dt.timedelta(
+            days=crawler.settings.getfloat("DOCUMENTS_REVALIDATE_DAYS"))
+        self.manifest: archive.Manifest | None = None
+
+    def open_spider(self) -> None:
+        super().open_spider()
+        self.started = archive.crawl_started(self.crawler)
+        self.manifest = archive.Manifest(archive.connect(self.root))
+
+    def close_spider(self) -> None:
+        self.manifest.db.close()
+
+    async def process_item(self, item):
+        if isinstance(item, SheetItem):
+            await self._archive_sheet(item)
+            return item
+        if isinstance(item, AgreementRow):
+            return await super().process_item(item)
+        return item
+
+    # Sheets: downloaded by the spider (it has to read them), stored here.
+
+    async def _archive_sheet(self, item: SheetItem) -> None:
+        item.sha256 = archive.sha256_hex(item.body)
+        known = self.manifest.by_sha256(item.sha256)
+        if known:
+            item.path, item.status = known.path, "already_archived"
+        else:
+            item.path = await self._persist(
+                archive.sheet_path(self.started, item.published_name), item.body)
+            item.status = "archived"
+        self.manifest.record(url=item.url, kind="sheet", published_name=item.published_name,
+                             sha256=item.sha256, size=len(item.body),
+                             last_modified=item.last_modified, path=item.path, now=self.started)
+        self.crawler.stats.inc_value(f"tracking287g/sheets_{item.status}")
+        logger.info("Sheet %s: %s (%s)", item.published_name, item.status.replace("_", " "),
+                    item.path)
+
+    async def _persist(self, path: str, body: bytes) -> str:
+        """Store `body` at `path`, or beside it when that path already holds another file."""
+        candidate, number = path, 1
+        while self.manifest.path_taken(candidate) or await ensure_awaitable(
+                self.store.stat_file(candidate, self.spiderinfo)):
+            number += 1
+            candidate = archive.with_suffix_number(path, number)
+        await ensure_awaitable(self.store.persist_file(candidate, BytesIO(body), self.spiderinfo))
+        return candidate
+
+    # Documents: FilesPipeline's hooks, driven by the manifest.
+
+    def get_media_requests(self, item, info):
+        return [Request(url, meta={"tracking287g_row": (item.state, item.agency)})
+                for url in ItemAdapter(item).get(self.files_urls_field, [])]
+
+    def media_to_download(self, request, info, *, item=None):
+        known = self.manifest.latest_version(request.url)
+        if known is None:
+            return None
+        last_checked = dt.datetime.fromisoformat(known.last_checked)
+        if self.started - last_checked < self.revalidate_after:
+            self.manifest.mark_seen(known.id, self.started, checked=False)
+            return self._done(request, known, "uptodate")
+        # Due for revalidation: ICE honours If-Modified-Since (it ignores If-None-Match).
+        since = known.last_modified or format_datetime(last_checked, usegmt=True)
+        request.headers["If-Modified-Since"] = since
+        request.meta["tracking287g_known"] = known
+        return None
+
+    def _done(self, request, file: archive.ArchivedFile, status: str) -> dict:
+        self.inc_stats(status)
+        self.crawler.stats.inc_value(DONE_STAT)
+        return {"url": request.url, "path": file.path, "checksum": file.sha256,
+                "status": status}
+
+    def media_failed(self, failure, request, info):
+        # Every failure ends here, including the FileExceptions media_downloaded raises.
+        self.crawler.stats.inc_value(DONE_STAT)
+        self.crawler.stats.inc_value("tracking287g/documents_failed")
+        error = failure.value
+        if isinstance(error, FileException):
+            reason = str(error)
+        else:
+            reason = f"{type(error).__name__}: {error}".rstrip(": ")
+        logger.warning("Document %s failed: %s", request.url, reason)
+        raise FileException(reason)
+
+    async def media_downloaded(self, response, request, info, *, item=None):
+        known = request.meta.get("tracking287g_known")
+        if response.status == 304 and known:
+            self.manifest.mark_seen(known.id, self.started, checked=True)
+            return self._done(request, known, "revalidated")
+        if response.status != 200:
+            raise FileException(f"HTTP {response.status}")
+        body = response.body
+        if not is_pdf(body):
+            raise FileException(f"expected a PDF (starting %PDF), got {describe_bytes(body)}")
+        return await self._archive_document(response, request)
+
+    async def _archive_document(self, response, request) -> dict:
+        body = response.body
+        sha256 = archive.sha256_hex(body)
+        name = published_name(response.headers.get("Content-Disposition"), response.url)
+        existing = self.manifest.by_sha256(sha256)
+        if existing:
+            path, status = existing.path, "already_archived"
+        else:
+            state, agency = request.meta["tracking287g_row"]
+            path = await self._persist(
+                archive.document_path(state, agency, self.started.date(), name), body)
+            status = "downloaded"
+        last_modified = (response.headers.get("Last-Modified") or b"").decode("latin-1")
+        if last_modified:
+            try:
+                parsedate_to_datetime(last_modified)
+            except (TypeError, ValueError):
+                last_modified = ""  # a malformed date would make a useless If-Modified-Since
+        record = self.manifest.record(
+            url=request.url, kind="document", published_name=name, sha256=sha256,
+            size=len(body), last_modified=last_modified, path=path, now=self.started)
+        self.inc_stats(status)
+        self.crawler.stats.inc_value(DONE_STAT)
+        return {"url": request.url, "path": record.path, "checksum": sha256, "status": status}
+
+    def item_completed(self, results, item, info):
+        adapter = ItemAdapter(item)
+        adapter["files"] = [value for ok, value in results if ok]
+        adapter["failures"] = [
+            {"url": url, "reason": str(value.value) or type(value.value).__name__}
+            for url, (ok, value) in zip(adapter["file_urls"], results, strict=True) if not ok
+        ]
+        return item
+
+
+class ExportPipeline:
+    """Collects the rows of this crawl and, at the end, writes the exports and dataset README."""
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+        self.root = archive.archive_root(crawler.settings)
+        self.sheets: dict[str, SheetItem] = {}
+        self.missing: dict[str, MissingListItem] = {}
+        self.rows: dict[str, list[AgreementRow]] = {"participating": [], "pending": []}
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def process_item(self, item):
+        if isinstance(item, SheetItem):
+            item.body = b""  # archived already; do not hold every sheet in memory
+            self.sheets[item.list_name] = item
+        elif isinstance(item, MissingListItem):
+            self.missing[item.list_name] = item
+        elif isinstance(item, AgreementRow):
+            self.rows[item.list_name].append(item)
+        return item
+
+    def close_spider(self) -> None:
+        stats = self.crawler.stats
+        if stats.get_value("tracking287g/fatal") or "participating" not in self.sheets:
+            logger.error("The crawl failed; the exports in %s are left as they were", self.root)
+            return
+        started = archive.crawl_started(self.crawler)
+        db = archive.connect(self.root)
+        try:
+            lists = exports.update_current_lists(db, started, self.sheets, self.missing,
+                                                 self.rows)
+            failures = exports.collect_failures(self.rows, self.missing)
+            written = exports.write_all(self.root, started, lists, failures)
+        finally:
+            db.close()
+        stats.set_value("tracking287g/failures", len(failures))
+        for name in ("participating", "pending"):
+            stats.set_value(f"tracking287g/{name}_rows", len(lists[name].rows))
+        logger.info("Exports written: %s", ", ".join(str(path) for path in written))
