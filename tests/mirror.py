@@ -109,6 +109,7 @@ class MirrorServer:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.lock = threading.Lock()
+        self.on_request = None  # called after each request is recorded, to change routes
         server = self
 
         class Handler(SimpleHTTPRequestHandler):
@@ -121,6 +122,10 @@ class MirrorServer:
                 path = unquote(urlsplit(self.path).path)
                 with server.lock:
                     server.requests.append(("GET", path, dict(self.headers)))
+                route = server.routes.get(path)
+                if server.on_request is not None:
+                    server.on_request()
+                with server.lock:
                     route = server.routes.get(path)
                 if route is None:
                     return self._send(404, b"<html><title>Not found</title></html>", "text/html")

@@ -218,3 +218,13 @@ class ExportPipeline:
         for name in ("participating", "pending"):
             stats.set_value(f"tracking287g/{name}_rows", len(lists[name].rows))
         logger.info("Exports written: %s", ", ".join(str(path) for path in written))
+        logger.info(
+            "Summary: %d participating rows, %d pending rows; documents: %d linked, "
+            "%d newly archived, %d already archived, %d revalidated, %d failed%s",
+            len(lists["participating"].rows), len(lists["pending"].rows),
+            stats.get_value("tracking287g/documents_linked", 0),
+            stats.get_value("file_status_count/downloaded", 0),
+            stats.get_value("file_status_count/uptodate", 0)
+            + stats.get_value("file_status_count/already_archived", 0),
+            stats.get_value("file_status_count/revalidated", 0), len(failures),
+            " (listed in data/failures.csv; retried next crawl)" if failures else "")

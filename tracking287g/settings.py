@@ -63,4 +63,3 @@ EXTENSIONS = {
 PROGRESS_INTERVAL = 60.0
 
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO")  # default DEBUG logs every request
-FEED_EXPORT_ENCODING = "utf-8"
