@@ -1,0 +1,130 @@
+"""Import an existing archive of sheets as past snapshots, in time order.
+
+The layout is the earlier tracker's: `sheets_YYYYMMDD_HHMMSS/<published name>.xlsx`, where a
+folder may hold only the list that changed since the folder before it (the other list was
+then seen unchanged).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+from tracking287g import archive
+from tracking287g.history import History, Row
+from tracking287g.normalize import NormalisedRow, normalize_row
+from tracking287g.sheets import parse_workbook
+
+logger = logging.getLogger(__name__)
+
+_FOLDER = re.compile(r"^sheets_(\d{8}_\d{6})$")
+
+
+class BackfillError(ValueError):
+    """The folder cannot be imported; the message says why and what to do."""
+
+
+@dataclass
+class BackfillResult:
+    snapshots: int
+    skipped: int
+    changes: int
+    suspects: list[str]
+
+
+def history_row(list_name: str, row_number: int, row: NormalisedRow,
+                documents: dict[str, dict] | None = None) -> Row:
+    """A history row from a normalised sheet row and what became of its documents."""
+    documents = documents or {}
+    moa, addendum = documents.get(row.moa_url, {}), documents.get(row.addendum_url, {})
+    return Row(
+        list_name=list_name, row_number=row_number, state=row.state, agency=row.agency,
+        agency_type=row.agency_type, county=row.county, model=row.model,
+        signed_date=row.signed_date, moa_status=row.moa_status, moa_url=row.moa_url,
+        addendum_url=row.addendum_url, moa_sha256=moa.get("checksum", ""),
+        addendum_sha256=addendum.get("checksum", ""), moa_path=moa.get("path", ""),
+        addendum_path=addendum.get("path", ""), notes="; ".join(row.notes), raw=row.raw)
+
+
+def list_of(name: str) -> str | None:
+    lowered = name.lower()
+    if "pending" in lowered:
+        return "pending"
+    if "participating" in lowered:
+        return "participating"
+    return None
+
+
+def folders(source: Path) -> list[tuple[dt.datetime, Path]]:
+    found = []
+    for folder in source.iterdir():
+        match = _FOLDER.match(folder.name)
+        if folder.is_dir() and match:
+            when = dt.datetime.strptime(match.group(1), "%Y%m%d_%H%M%S").replace(tzinfo=dt.UTC)
+            found.append((when, folder))
+    if not found:
+        raise BackfillError(
+            f"expected folders named sheets_YYYYMMDD_HHMMSS in {source}, found none; point "
+            "backfill at the folder that holds them")
+    return sorted(found)
+
+
+def backfill(source: Path, root: Path, history: History, manifest: archive.Manifest,
+             store: archive.AtomicFSFilesStore) -> BackfillResult:
+    """Import every snapshot under `source` into the archive at `root`."""
+    latest = history.last_time() or ""
+    result = BackfillResult(0, 0, 0, [])
+    for when, folder in folders(source):
+        if _imported(history, when, folder):
+            result.skipped += 1
+            continue  # imported by an earlier backfill
+        if when.isoformat() <= latest:
+            raise BackfillError(
+                f"the archive already has snapshots up to {latest}, later than {folder.name}; "
+                "snapshots go in time order: backfill into a new archive (-s FILES_STORE=DIR)")
+        sheets, rows = {}, {}
+        for path in sorted(folder.glob("*.xlsx")):
+            list_name = list_of(path.name)
+            if list_name is None:
+                logger.warning("Skipping %s: not a participating or pending sheet", path)
+                continue
+            body = path.read_bytes()
+            sha256 = archive.sha256_hex(body)
+            parsed = parse_workbook(body, list_name)
+            known = manifest.by_sha256(sha256)
+            stored = known.path if known else archive.sheet_path(when, path.name)
+            if not known:
+                store.persist_file(stored, BytesIO(body), info=None)
+            manifest.record(url=f"backfill:{folder.name}/{path.name}", kind="sheet",
+                            published_name=path.name, sha256=sha256, size=len(body),
+                            last_modified="", path=stored, now=when)
+            sheets[list_name] = {"sha256": sha256, "published_name": path.name, "path": stored}
+            rows[list_name] = [history_row(list_name, raw.row_number,
+                                           normalize_row(raw.values, raw.links))
+                               for raw in parsed.rows]
+        # A list missing from a folder was unchanged: record that it was seen again.
+        for list_name in ("participating", "pending"):
+            if list_name not in sheets and sheets:
+                previous = history.latest_snapshot(list_name)
+                if previous is not None:
+                    sheets[list_name] = {"sha256": previous["sheet_sha256"],
+                                         "published_name": previous["published_name"],
+                                         "path": previous["sheet_path"]}
+                    rows[list_name] = []
+        if not sheets:
+            continue
+        changes, suspects = history.record(when, sheets, rows)
+        result.snapshots += 1
+        result.changes += len(changes)
+        result.suspects += [f"{folder.name}: {name}: {why}" for name, why in suspects.items()]
+    return result
+
+
+def _imported(history: History, when: dt.datetime, folder: Path) -> bool:
+    return all(history.has_snapshot(list_of(p.name) or "", when.isoformat(),
+                                    archive.sha256_hex(p.read_bytes()))
+               for p in folder.glob("*.xlsx"))
