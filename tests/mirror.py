@@ -55,6 +55,28 @@ PAGE_2026 = """<!DOCTYPE html>
 """
 
 
+ARCHIVE_PATH = "/287g-archive"
+# The archive page's layout: an accordion per state, a link per older agreement.
+ARCHIVE_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><title>287(g) Archive | ICE</title></head><body>
+<h1>287(g) Archive</h1>
+<div class="accordion">
+<h3 class="accordion-title"><button>Florida</button></h3>
+<div class="accordion-description"><ul>
+<li><a href="/doclib/287gMOA/archive/287gJEM_FL_DOC_FL_08-21-2020.pdf">Florida Department of
+Corrections [JEM] (Aug. 21, 2020)</a></li>
+</ul></div>
+<h3 class="accordion-title"><button>Kansas</button></h3>
+<div class="accordion-description"><ul>
+<li><a href="/doclib/287gMOA/archive/287gWSO_FinneyCoKs2020-03-17.pdf">Finney County Sheriff’s
+Office [WSO] (Mar. 17, 2020)</a></li>
+<li><a href="/doclib/287gMOA/archive/KansasBureauOfInv_TFM_MOA_02182025.pdf">Kansas Bureau of
+Investigation [TFM] (Feb. 18, 2025)</a></li>
+</ul></div>
+</div></body></html>
+"""
+
+
 @dataclass
 class Route:
     body: bytes
@@ -185,6 +207,16 @@ class MirrorServer:
             self.routes.setdefault(document, Route(fake_pdf(document), "application/pdf"))
         return documents
 
+    def publish_archive(self) -> set[str]:
+        """ICE's archive page, linking the three real agreement PDFs."""
+        self.routes[ARCHIVE_PATH] = Route(ARCHIVE_PAGE.encode(), "text/html; charset=utf-8")
+        paths = set()
+        for pdf in sorted(AGREEMENTS.glob("*.pdf")):
+            paths.add(f"/doclib/287gMOA/archive/{pdf.name}")
+            self.routes[f"/doclib/287gMOA/archive/{pdf.name}"] = Route(pdf.read_bytes(),
+                                                                       "application/pdf")
+        return paths
+
     def publish_2025(self, participating: Path, pending: Path | None) -> set[str]:
         """The 2025 page: relative and absolute .xlsx links under /doclib/.../287g/."""
         base = "/doclib/about/offices/ero/287g/"
@@ -193,6 +225,7 @@ class MirrorServer:
         if pending is not None:
             documents |= self.add_sheet(base + pending.name, pending)
             pending_href = self.url + base + pending.name  # absolute, as ICE sometimes links
+        self.publish_archive()
         page = PAGE_2025.format(participating=base + participating.name, pending=pending_href)
         if pending is None:
             page = page.replace('<p><a href="">Pending agencies (Excel)</a></p>', "")
@@ -201,6 +234,7 @@ class MirrorServer:
 
     def publish_2026(self, participating: Path, name: str) -> set[str]:
         """The 2026 page: a /file-download/ link, named by Content-Disposition; no pending."""
+        self.publish_archive()
         documents = self.add_sheet(
             "/file-download/download/public/51234", participating,
             headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mirror import SHEETS, MirrorServer, Route, fake_pdf
+from tests.mirror import AGREEMENTS, ARCHIVE_PATH, SHEETS, MirrorServer, Route, fake_pdf
 
 PROJECT = Path(__file__).resolve().parent.parent
 PAGE = "/identify-and-arrest/287g"
@@ -23,6 +23,8 @@ PARTICIPATING_0520 = SHEETS / "sheets_20250522_151740" / "participatingAgencies0
 PENDING_0520 = SHEETS / "sheets_20250521_151835" / "pendingAgencies05202025pm.xlsx"
 PARTICIPATING_0718 = SHEETS / "sheets_20250719_151637" / "participatingAgencies07182025pm.xlsx"
 PARTICIPATING_0516 = SHEETS / "sheets_20250519_024922" / "participatingAgencies05162025am.xlsx"
+# The mirror's archive page links the three real agreement PDFs.
+ARCHIVE_DOCUMENTS = {f"/doclib/287gMOA/archive/{pdf.name}" for pdf in AGREEMENTS.glob("*.pdf")}
 
 
 def run_crawl(server: MirrorServer, store: Path, **settings) -> subprocess.CompletedProcess:
@@ -72,14 +74,15 @@ def test_2025_page_two_crawls(tmp_path):
         first = run_crawl(server, tmp_path)
         assert first.returncode == 0, first.stderr[-3000:]
 
-        # Every document the sheet links is fetched exactly once, and archived.
+        # Every document the sheet and the archive page link is fetched exactly once.
         fetched = Counter(server.requested("/doclib/287gMOA/"))
-        assert set(fetched) == documents
+        assert set(fetched) == documents | ARCHIVE_DOCUMENTS
         assert set(fetched.values()) == {1}
         agreements = archived_files(tmp_path, "agreements")
-        assert len(agreements) == len(documents) == 425
+        assert len(documents) == 425
+        assert len(agreements) == 425 + 3
         assert manifest(tmp_path, "SELECT kind, COUNT(*) FROM files GROUP BY kind") == [
-            ("document", 425), ("sheet", 2)]
+            ("document", 428), ("sheet", 2)]
         (sheet_folder,) = (tmp_path / "sheets").iterdir()
         assert sorted(p.name for p in sheet_folder.iterdir()) == [
             "participatingAgencies05202025pm.xlsx", "pendingAgencies05202025pm.xlsx"]
@@ -93,8 +96,23 @@ def test_2025_page_two_crawls(tmp_path):
         assert len(participating) == 603
         assert len(read_csv(tmp_path / "data" / "pending.csv")) == 68
         assert read_csv(tmp_path / "data" / "failures.csv") == []
-        assert ("Summary: 603 participating rows, 68 pending rows; documents: 425 linked, "
-                "425 newly archived, 0 already archived, 0 revalidated, 0 failed") in first.stderr
+        # A first crawl adds every agreement once: 671 rows, one agreement listed twice.
+        ids = {row["agreement_id"] for name in ("participating", "pending")
+               for row in read_csv(tmp_path / "data" / f"{name}.csv")}
+        changes = read_csv(tmp_path / "data" / "changes.csv")
+        assert len(ids) == 670
+        assert Counter(c["change"] for c in changes) == {"added": 670}
+        assert {c["agreement_id"] for c in changes} == ids
+        assert ("Summary: 603 participating rows, 68 pending rows; 670 changes; documents: 428 "
+                "linked, 428 newly archived, 0 already archived, 0 revalidated, 0 failed"
+                ) in first.stderr
+        archived = read_csv(tmp_path / "data" / "archived_agreements.csv")
+        finney = next(row for row in archived if row["agency"] == "Finney County Sheriff's Office")
+        assert (finney["state"], finney["model"], finney["date"]) == (
+            "KANSAS", "Warrant Service Officer", "2020-03-17")
+        assert finney["agreement_id"] == "KS-finney-county-sheriffs-office-wso-2020-03-17"
+        assert (tmp_path / finney["path"]).read_bytes() == (
+            AGREEMENTS / "287gWSO_FinneyCoKs2020-03-17.pdf").read_bytes()
         for row in participating:
             if row["moa_url"]:
                 assert (tmp_path / row["moa_path"]).read_bytes().startswith(b"%PDF")
@@ -107,12 +125,12 @@ def test_2025_page_two_crawls(tmp_path):
         second = run_crawl(server, tmp_path)
         assert second.returncode == 0, second.stderr[-3000:]
         assert sorted(server.requested()) == sorted([
-            "/robots.txt", PAGE,
+            "/robots.txt", PAGE, ARCHIVE_PATH,
             "/doclib/about/offices/ero/287g/participatingAgencies05202025pm.xlsx",
             "/doclib/about/offices/ero/287g/pendingAgencies05202025pm.xlsx"])
         assert archived_files(tmp_path, "agreements") == agreements
         assert len(list((tmp_path / "sheets").iterdir())) == 1  # same bytes: not stored again
-        assert manifest(tmp_path, "SELECT COUNT(*) FROM files") == [(427,)]
+        assert manifest(tmp_path, "SELECT COUNT(*) FROM files") == [(430,)]
         assert read_csv(tmp_path / "data" / "participating.csv") == participating
 
 
@@ -122,12 +140,13 @@ def test_2026_page_without_pending_revalidation_and_a_changed_document(tmp_path)
         first = run_crawl(server, tmp_path, PROGRESS_INTERVAL=0.2)
         assert first.returncode == 0, first.stderr[-3000:]
         assert "ICE's page links no pending sheet" in first.stderr
-        progress = re.findall(r"Documents: ([\d,]+) of 639 done \(0 failed\)", first.stderr)
-        assert len(progress) >= 2 and progress[-1] == "639"
+        progress = re.findall(r"Documents: ([\d,]+) of 642 done \(0 failed\)", first.stderr)
+        assert len(progress) >= 2 and progress[-1] == "642"
 
         fetched = Counter(server.requested("/doclib/287gMOA/"))
-        assert set(fetched) == documents and set(fetched.values()) == {1}
-        assert len(archived_files(tmp_path, "agreements")) == len(documents) == 639
+        assert set(fetched) == documents | ARCHIVE_DOCUMENTS and set(fetched.values()) == {1}
+        assert len(documents) == 639
+        assert len(archived_files(tmp_path, "agreements")) == 639 + 3
         # A document linked only through an Outlook safelink is archived under its agency.
         melbourne = list((tmp_path / "agreements" / "FLORIDA").glob(
             "Melbourne_Beach_Police_Department/*/MelbourneBeachPoliceDeptFL_TFM_MOA_05132025.pdf"))
@@ -145,10 +164,10 @@ def test_2026_page_without_pending_revalidation_and_a_changed_document(tmp_path)
         assert second.returncode == 0, second.stderr[-3000:]
         conditional = [headers for _, path, headers in server.requests
                        if path.startswith("/doclib/287gMOA/")]
-        assert len(conditional) == 639
+        assert len(conditional) == 639 + 3
         assert all("If-Modified-Since" in headers for headers in conditional)
-        assert "'file_status_count/revalidated': 639" in second.stderr
-        assert "0 newly archived, 0 already archived, 639 revalidated, 0 failed" in second.stderr
+        assert "'file_status_count/revalidated': 642" in second.stderr
+        assert "0 newly archived, 0 already archived, 642 revalidated, 0 failed" in second.stderr
         assert archived_files(tmp_path, "agreements") == before
 
         # ICE replaces one document at the same URL: a new version beside the old one.
@@ -169,6 +188,10 @@ def test_2026_page_without_pending_revalidation_and_a_changed_document(tmp_path)
             "MelbourneBeachPoliceDeptFL_TFM_MOA_05132025-2.pdf"]
         rows = read_csv(tmp_path / "data" / "participating.csv")
         assert {r["moa_path"] for r in rows if r["moa_url"].endswith(path)} == {added}
+        (replaced,) = [c for c in read_csv(tmp_path / "data" / "changes.csv")
+                       if c["change"] == "document_replaced"]
+        assert replaced["agency"] == "Melbourne Beach Police Department"
+        assert replaced["details"].startswith(f"moa: new bytes at {server.url}{path} (sha256 ")
 
 
 def test_bad_documents_are_listed_not_archived_and_retried_next_crawl(tmp_path):
@@ -260,7 +283,17 @@ def test_failed_crawls_exit_non_zero_with_one_line_and_archive_nothing(tmp_path,
     assert result.returncode == 1
     assert failure_line(result).startswith(
         "tracking287g: crawl failed: " + expected.format(url=server.url))
-    assert not (tmp_path / "sheets").exists()
+    if case == "sheet_without_columns":
+        # A real workbook, unreadable: the raw file is kept, as a suspect snapshot.
+        assert failure_line(result).endswith(
+            "; the raw sheet is archived and recorded as a suspect snapshot, statuses and "
+            "exports are unchanged")
+        assert [p.name for p in (tmp_path / "sheets").rglob("*.xlsx")] == [
+            "participatingAgencies05162025am.xlsx"]
+        assert manifest(tmp_path, "SELECT list_name, status FROM snapshots") == [
+            ("participating", "suspect")]
+    else:
+        assert not (tmp_path / "sheets").exists()
     assert not (tmp_path / "agreements").exists()
     assert not (tmp_path / "data").exists()
 

@@ -10,6 +10,14 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from parsel import Selector
 
+from tracking287g.normalize import (
+    clean_text,
+    normalize_model,
+    normalize_signed,
+    normalize_state,
+    normalize_url,
+)
+
 DEFAULT_START_URL = "https://www.ice.gov/identify-and-arrest/287g"
 
 # 2025: /doclib/about/offices/ero/287g/participatingAgencies07182025pm.xlsx (and variants).
@@ -75,3 +83,50 @@ def published_name(content_disposition: bytes | str | None, url: str) -> str:
         if name:
             return PurePosixPath(name.replace("\\", "/")).name.strip()
     return unquote(PurePosixPath(urlsplit(url).path).name).strip()
+
+
+# "Etowah County Sheriff's Office [JEM] (Jun. 9, 2020)"
+_ARCHIVE_ENTRY = re.compile(r"^(?P<agency>.*?)\s*\[(?P<model>[^\]]+)\]\s*\((?P<date>[^)]*)\)\s*$")
+_MONTHS = {name: number for number, name in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+
+
+def archive_date(text: str) -> str:
+    """`Jun. 9, 2020` / `Sept. 10, 2019` / `May 5, 2019` -> ISO; other text is kept."""
+    match = re.match(r"^([A-Za-z]{3})[a-z]*\.?\s+(\d{1,2}),?\s+(\d{4})$", text.strip())
+    if match and match.group(1).lower() in _MONTHS:
+        month = _MONTHS[match.group(1).lower()]
+        return normalize_signed(f"{month}/{match.group(2)}/{match.group(3)}").value
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    state: str
+    agency: str
+    model: str
+    date: str
+    url: str
+    text: str
+
+
+def parse_archive_page(html: str, base_url: str) -> list[ArchiveEntry]:
+    """Entries of ICE's 287(g) archive page: an accordion per state, a link per agreement."""
+    entries = []
+    for title in Selector(text=html).css("h3.accordion-title"):
+        state = normalize_state(" ".join(title.css("::text").getall())).value
+        panel = title.xpath("following::div[contains(concat(' ', normalize-space(@class), ' '),"
+                            " ' accordion-description ')][1]")
+        for anchor in panel.css("li > a[href]"):
+            text = clean_text(" ".join(anchor.css("::text").getall()))
+            url = normalize_url(urljoin(base_url, anchor.attrib["href"].strip())).value
+            match = _ARCHIVE_ENTRY.match(text)
+            if not url:
+                continue
+            if match:
+                entries.append(ArchiveEntry(state, clean_text(match.group("agency")),
+                                            normalize_model(match.group("model")).value,
+                                            archive_date(match.group("date")), url, text))
+            else:
+                entries.append(ArchiveEntry(state, text, "", "", url, text))
+    return entries

@@ -1,4 +1,8 @@
-"""The exports under the archive root: current lists, counts, failures and the dataset README."""
+"""The exports under the archive root, all derived from the history database.
+
+Current lists, counts, failures, the change log, every agreement with its status, the time
+series, plots, and the dataset README.
+"""
 
 from __future__ import annotations
 
@@ -7,114 +11,58 @@ import datetime as dt
 import io
 import json
 import os
-import sqlite3
-from collections import Counter
-from dataclasses import dataclass, field
+from collections import Counter, defaultdict
 from pathlib import Path
 
-from tracking287g.items import AgreementRow, MissingListItem, SheetItem
+from tracking287g.history import History, Row
 
 LISTS = ("participating", "pending")
 
 ROW_COLUMNS = (
-    "list", "sheet", "row_number", "state", "agency", "agency_type", "county", "model",
-    "signed_date", "moa_status", "moa_url", "moa_path", "addendum_url", "addendum_path",
-    "notes", "state_raw", "agency_raw", "agency_type_raw", "county_raw", "model_raw",
-    "signed_raw", "moa_raw", "moa_link_raw", "addendum_raw", "addendum_link_raw",
+    "list", "sheet", "row_number", "agreement_id", "state", "agency", "agency_type", "county",
+    "model", "signed_date", "moa_status", "moa_url", "moa_path", "addendum_url",
+    "addendum_path", "notes", "state_raw", "agency_raw", "agency_type_raw", "county_raw",
+    "model_raw", "signed_raw", "moa_raw", "moa_link_raw", "addendum_raw", "addendum_link_raw",
 )
 FAILURE_COLUMNS = ("list", "state", "agency", "row_number", "url", "reason")
+CHANGE_COLUMNS = ("snapshot_time", "list", "change", "agreement_id", "state", "agency", "model",
+                  "signed_date", "details")
+AGREEMENT_COLUMNS = ("agreement_id", "status", "list", "first_seen", "last_seen", "state",
+                     "agency", "agency_type", "county", "model", "signed_date", "moa_status",
+                     "moa_url", "moa_path", "addendum_url", "addendum_path", "superseded_by")
+TIMESERIES_COLUMNS = ("snapshot_time", "list", "group", "key", "agreements")
+ARCHIVED_COLUMNS = ("state", "agency", "model", "date", "url", "path", "agreement_id",
+                    "first_seen", "last_seen")
 
 BAR_WIDTH = 40
 BAR_BLOCK = "\u2588"
 # Leading characters that make spreadsheets run a cell as a formula.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# How many changes of one kind the README lists before pointing to changes.csv.
+README_CHANGES_PER_KIND = 25
 
 
-@dataclass
-class CurrentList:
-    """What a list holds now, and where that came from."""
-
-    list_name: str
-    taken_at: str
-    published: bool
-    published_name: str = ""
-    sheet_sha256: str = ""
-    sheet_path: str = ""
-    rows: list[dict] = field(default_factory=list)
-    note: str = ""
-
-
-def export_row(row: AgreementRow) -> dict:
-    paths = {document["url"]: document["path"] for document in row.files}
-    values = {
-        "list": row.list_name, "sheet": row.sheet_name, "row_number": row.row_number,
-        "state": row.state, "agency": row.agency, "agency_type": row.agency_type,
-        "county": row.county, "model": row.model, "signed_date": row.signed_date,
-        "moa_status": row.moa_status, "moa_url": row.moa_url,
-        "moa_path": paths.get(row.moa_url, ""), "addendum_url": row.addendum_url,
-        "addendum_path": paths.get(row.addendum_url, ""), "notes": "; ".join(row.notes),
-    }
+def export_row(row: Row, sheet: str) -> dict:
+    values = {"list": row.list_name, "sheet": sheet, "row_number": row.row_number,
+              "agreement_id": row.agreement_id, "state": row.state, "agency": row.agency,
+              "agency_type": row.agency_type, "county": row.county, "model": row.model,
+              "signed_date": row.signed_date, "moa_status": row.moa_status,
+              "moa_url": row.moa_url, "moa_path": row.moa_path,
+              "addendum_url": row.addendum_url, "addendum_path": row.addendum_path,
+              "notes": row.notes}
     for name in ("state", "agency", "agency_type", "county", "model", "signed", "moa",
-                 "addendum"):
+                 "addendum", "moa_link", "addendum_link"):
         values[f"{name}_raw"] = row.raw.get(name, "")
-    values["moa_link_raw"] = row.raw.get("moa_link", "")
-    values["addendum_link_raw"] = row.raw.get("addendum_link", "")
     return values
 
 
-def update_current_lists(db: sqlite3.Connection, started: dt.datetime,
-                         sheets: dict[str, SheetItem], missing: dict[str, MissingListItem],
-                         rows: dict[str, list[AgreementRow]]) -> dict[str, CurrentList]:
-    """Store what each list holds after this crawl; a list that failed keeps its last state."""
-    result = {}
-    for name in LISTS:
-        sheet = sheets.get(name)
-        if sheet is not None:
-            current = CurrentList(
-                name, started.isoformat(), True, sheet.published_name, sheet.sha256,
-                sheet.path, [export_row(r) for r in sorted(rows[name], key=lambda r: r.row_number)])
-        elif name in missing and missing[name].reason == "not_published":
-            current = CurrentList(name, started.isoformat(), False,
-                                  note="ICE's page links no sheet for this list")
-        else:
-            current = _load_current(db, name) or CurrentList(name, started.isoformat(), False)
-            detail = missing[name].detail if name in missing else "not read"
-            current.note = (f"this crawl could not read the sheet ({detail}); "
-                            f"kept from {current.taken_at}")
-            result[name] = current
-            continue  # nothing new to store
-        db.execute(
-            """INSERT OR REPLACE INTO current_lists VALUES (?, ?, ?, ?, ?, ?, ?)""",
-            (name, current.taken_at, int(current.published), current.published_name,
-             current.sheet_sha256, current.sheet_path, json.dumps(current.rows)))
-        result[name] = current
-    return result
-
-
-def _load_current(db: sqlite3.Connection, name: str) -> CurrentList | None:
-    row = db.execute("SELECT * FROM current_lists WHERE list_name = ?", (name,)).fetchone()
-    if row is None:
-        return None
-    return CurrentList(name, row["taken_at"], bool(row["published"]), row["published_name"],
-                       row["sheet_sha256"], row["sheet_path"], json.loads(row["rows_json"]))
-
-
-def collect_failures(rows: dict[str, list[AgreementRow]],
-                     missing: dict[str, MissingListItem]) -> list[dict]:
-    """One line per document (or sheet) that could not be archived this crawl."""
-    failures, seen = [], set()
-    for item in missing.values():
-        if item.reason == "failed":
-            failures.append({"list": item.list_name, "state": "", "agency": "",
-                             "row_number": "", "url": item.url, "reason": item.detail})
-    for name in LISTS:
-        for row in sorted(rows[name], key=lambda r: r.row_number):
-            for failure in row.failures:
-                if failure["url"] not in seen:
-                    seen.add(failure["url"])
-                    failures.append({"list": name, "state": row.state, "agency": row.agency,
-                                     "row_number": row.row_number, **failure})
-    return failures
+def current_rows(history: History, list_name: str) -> tuple[list[dict], dict | None]:
+    """The rows of a list's latest trustworthy snapshot, and that snapshot."""
+    snapshot = history.latest_snapshot(list_name)
+    if snapshot is None:
+        return [], None
+    sheet = snapshot["published_name"]
+    return [export_row(row, sheet) for row in history.snapshot_rows(snapshot)], dict(snapshot)
 
 
 def state_counts(rows: list[dict]) -> Counter:
@@ -143,31 +91,150 @@ def neutralise(value: object) -> object:
 
 def csv_text(columns: tuple[str, ...], rows: list[dict]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n",
+                            extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow({column: neutralise(row.get(column, "")) for column in columns})
     return buffer.getvalue()
 
 
-def write_text(path: Path, text: str) -> Path:
+def write_text(path: Path, text: str | bytes) -> Path:
     """Replace an export atomically, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
-    temporary.write_text(text, encoding="utf-8")
+    if isinstance(text, bytes):
+        temporary.write_bytes(text)
+    else:
+        temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
     return path
 
 
-def counts_rows(lists: dict[str, CurrentList]) -> list[dict]:
-    participating = state_counts(lists["participating"].rows)
-    pending = state_counts(lists["pending"].rows)
+def counts_rows(lists: dict[str, list[dict]]) -> list[dict]:
+    participating = state_counts(lists["participating"])
+    pending = state_counts(lists["pending"])
     return [{"state": state, "participating": participating[state], "pending": pending[state]}
             for state in sorted(set(participating) | set(pending))]
 
 
-def dataset_readme(started: dt.datetime, lists: dict[str, CurrentList],
-                   failures: list[dict]) -> str:
+def change_rows(history: History) -> list[dict]:
+    return [{"snapshot_time": r["snapshot_time"], "list": r["list_name"], "change": r["change"],
+             "agreement_id": r["agreement_id"], "state": r["state"], "agency": r["agency"],
+             "model": r["model"], "signed_date": r["signed_date"], "details": r["details"]}
+            for r in history.db.execute("SELECT * FROM changes ORDER BY id")]
+
+
+def agreement_rows(history: History) -> list[dict]:
+    rows = []
+    for record in history.db.execute("SELECT * FROM agreements ORDER BY agreement_id"):
+        latest = json.loads(record["latest"])
+        rows.append({**latest, "agreement_id": record["agreement_id"],
+                     "status": history.status_of(record["absent"], record["superseded_by"]),
+                     "list": record["list_name"], "first_seen": record["first_seen"],
+                     "last_seen": record["last_seen"], "superseded_by": record["superseded_by"]})
+    return rows
+
+
+def timeseries_rows(history: History) -> list[dict]:
+    """Per trustworthy snapshot: agreements in total, by model and by state."""
+    rows, cache = [], {}
+    for snapshot in history.db.execute(
+            "SELECT * FROM snapshots WHERE status IN ('normal', 'unchanged') "
+            "ORDER BY taken_at, id"):
+        source = snapshot["rows_from"] or snapshot["id"]
+        if source not in cache:
+            agreements = {}
+            for row in history.snapshot_rows(snapshot):
+                agreements.setdefault(row.agreement_id, row)
+            cache[source] = agreements
+        agreements = cache[source]
+        base = {"snapshot_time": snapshot["taken_at"], "list": snapshot["list_name"]}
+        rows.append({**base, "group": "total", "key": "all", "agreements": len(agreements)})
+        for group, attribute in (("model", "model"), ("state", "state")):
+            counts = Counter(getattr(row, attribute) for row in agreements.values())
+            rows += [{**base, "group": group, "key": key, "agreements": count}
+                     for key, count in sorted(counts.items())]
+    return rows
+
+
+def plots(timeseries: list[dict], lists: dict[str, list[dict]]) -> dict[str, bytes]:
+    """PNG plots: participating agreements over time by model; the states with the most."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    result = {}
+    series: dict[str, list[tuple[dt.datetime, int]]] = defaultdict(list)
+    for row in timeseries:
+        if row["list"] == "participating" and row["group"] in ("total", "model"):
+            when = dt.datetime.fromisoformat(row["snapshot_time"])
+            series["All agreements" if row["group"] == "total" else row["key"]].append(
+                (when, row["agreements"]))
+    figure, axes = plt.subplots(figsize=(9, 5))
+    for label, points in sorted(series.items()):
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=label)
+    axes.set_title("287(g) participating agreements over time, by model")
+    axes.set_ylabel("agreements")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    result["agreements_by_model.png"] = _png(figure, plt)
+
+    agreements = {}
+    for row in lists["participating"]:
+        agreements.setdefault(row["agreement_id"], row)
+    top = Counter(row["state"] for row in agreements.values()).most_common(15)[::-1]
+    figure, axes = plt.subplots(figsize=(9, 6))
+    axes.barh([state.title() for state, _ in top], [count for _, count in top])
+    axes.set_title("States with the most 287(g) participating agreements")
+    axes.set_xlabel("agreements")
+    for index, (_, count) in enumerate(top):
+        axes.text(count, index, f" {count}", va="center")
+    result["top_states.png"] = _png(figure, plt)
+    return result
+
+
+def _png(figure, plt) -> bytes:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    # No timestamp in the file, so an unchanged plot is an unchanged file.
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _describe(change: dict) -> str:
+    signed = f", signed {change['signed_date']}" if change["signed_date"] else ""
+    details = f": {change['details']}" if change["details"] else ""
+    return (f"- {change['state'].title()}: {change['agency']} ({change['model']}{signed}) "
+            f"`{change['agreement_id']}`{details}")
+
+
+def what_changed(changes: list[dict], latest: str | None) -> list[str]:
+    lines = ["## What changed", ""]
+    recent = [c for c in changes if latest and c["snapshot_time"] == latest]
+    if not recent:
+        return [*lines, "No changes in the latest crawl. The whole log: "
+                        "[data/changes.csv](data/changes.csv).", ""]
+    lines.append(f"In the crawl of {latest[:16].replace('T', ' ')} UTC "
+                 "(the whole log: [data/changes.csv](data/changes.csv)):")
+    by_kind: dict[str, list[dict]] = defaultdict(list)
+    for change in recent:
+        by_kind[change["change"]].append(change)
+    for kind, items in by_kind.items():
+        lines += ["", f"### {kind.replace('_', ' ').capitalize()} ({len(items)})", ""]
+        lines += [_describe(c) for c in items[:README_CHANGES_PER_KIND]]
+        if len(items) > README_CHANGES_PER_KIND:
+            lines.append(f"- and {len(items) - README_CHANGES_PER_KIND} more in data/changes.csv")
+    return [*lines, ""]
+
+
+def dataset_readme(started: dt.datetime, lists: dict[str, list[dict]],
+                   snapshots: dict[str, dict | None], unpublished: set[str],
+                   failures: list[dict], changes: list[dict], statuses: Counter,
+                   latest_change_time: str | None) -> str:
     lines = [
         "# ICE 287(g) agreements: the tracking287g archive",
         "",
@@ -181,48 +248,84 @@ def dataset_readme(started: dt.datetime, lists: dict[str, CurrentList],
         "| --- | ---: | ---: | --- | --- |",
     ]
     for name in LISTS:
-        current = lists[name]
-        if not current.published:
+        snapshot = snapshots.get(name)
+        if name in unpublished or snapshot is None:
             lines.append(f"| {name} | 0 | 0 | not published | |")
             continue
-        copy = f"[{current.sheet_path}]({current.sheet_path})" if current.sheet_path else ""
-        lines.append(f"| {name} | {len(current.rows)} | {len(state_counts(current.rows))} | "
-                     f"{current.published_name} | {copy} |")
-    documents = {row[f"{kind}_path"] for row in lists["participating"].rows
+        path = snapshot["sheet_path"]
+        copy = f"[{path}]({path})" if path else ""
+        lines.append(f"| {name} | {len(lists[name])} | {len(state_counts(lists[name]))} | "
+                     f"{snapshot['published_name']} | {copy} |")
+    documents = {row[f"{kind}_path"] for row in lists["participating"]
                  for kind in ("moa", "addendum") if row[f"{kind}_path"]}
+    status_text = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
     lines += [
         "",
         f"Agreement documents linked from the current participating list and archived: "
         f"{len(documents)}. Documents that could not be archived this crawl: {len(failures)}.",
+        f"Agreements ever seen: {sum(statuses.values())} ({status_text}).",
         "",
         "Files:",
         "- [data/participating.csv](data/participating.csv) and "
         "[data/pending.csv](data/pending.csv): the current lists, one row per sheet row, "
-        "normalised fields beside the raw text, document URLs and archive paths",
+        "normalised fields beside the raw text, agreement ids, document URLs and archive paths",
         "- [data/counts.csv](data/counts.csv): sheet rows per state",
+        "- [data/changes.csv](data/changes.csv): every change ever seen, by snapshot",
+        "- [data/agreements.csv](data/agreements.csv): every agreement ever seen, its first and "
+        "last sighting and status (active, missing, removed, superseded)",
+        "- [data/timeseries.csv](data/timeseries.csv): agreements per snapshot, in total, by "
+        "model and by state",
+        "- [data/archived_agreements.csv](data/archived_agreements.csv): ICE's archive page of "
+        "older agreements",
         "- [data/failures.csv](data/failures.csv): what could not be archived this crawl, and why",
         "- `sheets/` and `agreements/`: every file as ICE published it; "
-        "`tracking287g.sqlite`: the manifest of every archived file",
+        "`tracking287g.sqlite`: the manifest, snapshots and history",
+        "",
+        "![Agreements over time by model](plots/agreements_by_model.png)",
+        "",
+        "![States with the most agreements](plots/top_states.png)",
+        "",
     ]
-    notes = [f"- {name}: {lists[name].note}" for name in LISTS if lists[name].note]
-    if notes:
-        lines += ["", "Notes:", *notes]
-    lines += ["", "## Agency Counts", "### Pending Agencies Count:", ""]
-    pending = bar_chart(state_counts(lists["pending"].rows))
+    lines += what_changed(changes, latest_change_time)
+    lines += ["## Agency Counts", "### Pending Agencies Count:", ""]
+    pending = bar_chart(state_counts(lists["pending"]))
     lines.append(pending or "ICE's current pending list is empty or not published.")
     lines += ["", "### Participating Agencies Count:", ""]
-    lines.append(bar_chart(state_counts(lists["participating"].rows)))
+    lines.append(bar_chart(state_counts(lists["participating"])))
     return "\n".join(lines) + "\n"
 
 
-def write_all(root: Path, started: dt.datetime, lists: dict[str, CurrentList],
-              failures: list[dict]) -> list[Path]:
+def write_all(root: Path, history: History, started: dt.datetime, *,
+              unpublished: set[str] = frozenset(), failures: list[dict] = (),
+              archived: list[dict] | None = None) -> list[Path]:
+    """Write every export from the history; `archived` replaces archived_agreements.csv."""
+    lists, snapshots = {}, {}
+    for name in LISTS:
+        lists[name], snapshots[name] = ([], None) if name in unpublished else current_rows(
+            history, name)
+    changes = change_rows(history)
+    agreements = agreement_rows(history)
+    timeseries = timeseries_rows(history)
+    latest = history.db.execute("SELECT MAX(snapshot_time) FROM changes").fetchone()[0]
+    latest_snapshot = history.last_time()
     data = root / "data"
-    return [
-        write_text(data / "participating.csv", csv_text(ROW_COLUMNS, lists["participating"].rows)),
-        write_text(data / "pending.csv", csv_text(ROW_COLUMNS, lists["pending"].rows)),
+    written = [
+        write_text(data / "participating.csv", csv_text(ROW_COLUMNS, lists["participating"])),
+        write_text(data / "pending.csv", csv_text(ROW_COLUMNS, lists["pending"])),
         write_text(data / "counts.csv",
                    csv_text(("state", "participating", "pending"), counts_rows(lists))),
-        write_text(data / "failures.csv", csv_text(FAILURE_COLUMNS, failures)),
-        write_text(root / "README.md", dataset_readme(started, lists, failures)),
+        write_text(data / "failures.csv", csv_text(FAILURE_COLUMNS, list(failures))),
+        write_text(data / "changes.csv", csv_text(CHANGE_COLUMNS, changes)),
+        write_text(data / "agreements.csv", csv_text(AGREEMENT_COLUMNS, agreements)),
+        write_text(data / "timeseries.csv", csv_text(TIMESERIES_COLUMNS, timeseries)),
     ]
+    if archived is not None:
+        written.append(write_text(data / "archived_agreements.csv",
+                                  csv_text(ARCHIVED_COLUMNS, archived)))
+    for name, image in plots(timeseries, lists).items():
+        written.append(write_text(root / "plots" / name, image))
+    statuses = Counter(row["status"] for row in agreements)
+    readme = dataset_readme(started, lists, snapshots, set(unpublished), list(failures),
+                            changes, statuses, latest if latest == latest_snapshot else None)
+    written.append(write_text(root / "README.md", readme))
+    return written

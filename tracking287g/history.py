@@ -263,15 +263,18 @@ def match_instances(old: list[Instance], new: list[Instance]) -> list[tuple[Inst
 
 
 def _field_changes(old: Row, new: Row) -> list[str]:
+    def change(name: str, before: str, after: str) -> str:
+        return f"{name}: {before or '(none)'} -> {after or '(none)'}"
+
     changes = []
     if old.model != new.model:
-        changes.append(f"model: {old.model} -> {new.model}")
+        changes.append(change("model", old.model, new.model))
     if old.signed_date != new.signed_date:
-        changes.append(f"signed_date: {old.signed_date or '(none)'} -> {new.signed_date or '(none)'}")
+        changes.append(change("signed_date", old.signed_date, new.signed_date))
     if spelling_key(old.county) != spelling_key(new.county):
-        changes.append(f"county: {old.county or '(none)'} -> {new.county or '(none)'}")
+        changes.append(change("county", old.county, new.county))
     if spelling_key(old.agency_type) != spelling_key(new.agency_type):
-        changes.append(f"type: {old.agency_type or '(none)'} -> {new.agency_type or '(none)'}")
+        changes.append(change("type", old.agency_type, new.agency_type))
     return changes
 
 
@@ -282,11 +285,14 @@ def _document_changes(old: Row, new: Row) -> list[tuple[str, str]]:
         before, after = getattr(old, url), getattr(new, url)
         if not after:
             continue
+        old_sha, new_sha = getattr(old, sha), getattr(new, sha)
         if not before:
             result.append(("document_published", f"{kind}: {after}"))
-        elif before != after or (getattr(old, sha) and getattr(new, sha)
-                                 and getattr(old, sha) != getattr(new, sha)):
+        elif before != after:
             result.append(("document_replaced", f"{kind}: {before} -> {after}"))
+        elif old_sha and new_sha and old_sha != new_sha:
+            result.append(("document_replaced", f"{kind}: new bytes at {after} "
+                                                 f"(sha256 {old_sha[:12]} -> {new_sha[:12]})"))
     return result
 
 
@@ -355,7 +361,8 @@ class History:
 
     # Reading
 
-    def latest_snapshot(self, list_name: str, statuses=("normal", "unchanged")) -> sqlite3.Row | None:
+    def latest_snapshot(self, list_name: str,
+                        statuses=("normal", "unchanged")) -> sqlite3.Row | None:
         marks = ",".join("?" * len(statuses))
         return self.db.execute(
             f"SELECT * FROM snapshots WHERE list_name = ? AND status IN ({marks}) "
@@ -405,7 +412,8 @@ class History:
         with self.db:
             for name, sheet in sheets.items():
                 previous = self.latest_snapshot(name)
-                if previous is not None and previous["sheet_sha256"] == sheet["sha256"]:
+                if (previous is not None and previous["sheet_sha256"] == sheet["sha256"]
+                        and not self._documents_changed(previous, rows[name])):
                     snapshot_ids[name] = self._insert_snapshot(
                         name, stamp, "unchanged", sheet, previous["row_count"],
                         rows_from=previous["rows_from"] or previous["id"])
@@ -433,7 +441,7 @@ class History:
                 snapshot_ids[name] = snapshot_id
                 fresh[name] = (snapshot_id, old, group_instances(rows[name]))
             changes = self._compare(stamp, fresh) + unchanged_withdrawals
-            for name, (snapshot_id, _, new) in fresh.items():
+            for snapshot_id, _, new in fresh.values():
                 self._store_rows(snapshot_id, [row for i in new for row in i.rows])
             for change in changes:
                 snapshot_id = snapshot_ids[change.list_name]
@@ -445,6 +453,17 @@ class History:
                      change.state, change.agency, change.model, change.signed_date,
                      change.details))
         return changes, suspects
+
+    def _documents_changed(self, previous: sqlite3.Row, rows: list[Row]) -> bool:
+        """Whether a document behind an unchanged sheet now has other bytes."""
+        known = {}
+        for row in self.snapshot_rows(previous):
+            known[row.moa_url] = row.moa_sha256
+            known[row.addendum_url] = row.addendum_sha256
+        return any(sha and sha != known.get(url)
+                   for row in rows
+                   for url, sha in ((row.moa_url, row.moa_sha256),
+                                    (row.addendum_url, row.addendum_sha256)) if url)
 
     def _insert_snapshot(self, name, stamp, status, sheet, row_count, rows_from=None,
                          reason="") -> int:
@@ -583,6 +602,33 @@ class History:
     def _change(kind: str, instance: Instance, list_name: str, details: str = "") -> Change:
         return Change(kind, instance.agreement_id, instance.state, instance.agency,
                       instance.model, instance.signed_date, details, list_name)
+
+    def link_archived(self, entries: list[dict], stamp: dt.datetime) -> list[dict]:
+        """Archive-page entries with the agreement_id each matches (same state, agency and
+        model; the same signed date when several do), and when each was first seen."""
+        candidates: dict[tuple, list[tuple[str, str]]] = defaultdict(list)
+        for record in self.db.execute("SELECT agreement_id, latest FROM agreements"):
+            latest = json.loads(record["latest"])
+            key = (latest["state"], latest["model"], match_key(latest["agency"]))
+            candidates[key].append((record["agreement_id"], latest["signed_date"]))
+        self.db.execute("""CREATE TABLE IF NOT EXISTS archived_agreements (
+            url TEXT PRIMARY KEY, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL)""")
+        result = []
+        for entry in entries:
+            found = candidates.get((entry["state"], entry["model"], match_key(entry["agency"])), [])
+            same_day = [aid for aid, signed in found if signed == entry["date"]]
+            agreement_id = (same_day or [aid for aid, _ in found])[:1]
+            self.db.execute(
+                "INSERT INTO archived_agreements VALUES (?, ?, ?) ON CONFLICT (url) "
+                "DO UPDATE SET last_seen = excluded.last_seen",
+                (entry["url"], stamp.isoformat(), stamp.isoformat()))
+            first_seen = self.db.execute("SELECT first_seen FROM archived_agreements WHERE "
+                                         "url = ?", (entry["url"],)).fetchone()[0]
+            paths = [f["path"] for f in entry.get("files", [])]
+            result.append({**entry, "agreement_id": agreement_id[0] if agreement_id else "",
+                           "path": paths[0] if paths else "", "first_seen": first_seen,
+                           "last_seen": stamp.isoformat()})
+        return result
 
     # Status
 

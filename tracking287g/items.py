@@ -16,6 +16,8 @@ class SheetItem:
     last_modified: str
     worksheet: str
     row_count: int
+    # Why the sheet cannot be trusted (it was read but lacks the expected columns).
+    suspect: str = ""
     # Filled in by the archive pipeline.
     sha256: str = ""
     path: str = ""
@@ -51,6 +53,21 @@ class AgreementRow:
     raw: dict[str, str]
     notes: list[str]
     # FilesPipeline input and output: the document URLs, and what became of each.
+    file_urls: list[str] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class ArchivedAgreementItem:
+    """An entry of ICE's archive page of older agreements (https://www.ice.gov/287g-archive)."""
+
+    state: str
+    agency: str
+    model: str
+    date: str  # ISO, or the text as published when it is not a date
+    url: str
+    text: str  # the link text as published
     file_urls: list[str] = field(default_factory=list)
     files: list[dict] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import asdict
 from email.utils import format_datetime, parsedate_to_datetime
 from io import BytesIO
 from typing import ClassVar
@@ -15,9 +16,12 @@ from scrapy.pipelines.media import FileException
 from scrapy.utils.defer import ensure_awaitable
 
 from tracking287g import archive, exports
+from tracking287g.backfill import history_row
 from tracking287g.discovery import published_name
-from tracking287g.items import AgreementRow, MissingListItem, SheetItem
+from tracking287g.history import History
+from tracking287g.items import AgreementRow, ArchivedAgreementItem, MissingListItem, SheetItem
 from tracking287g.sheets import describe_bytes
+from tracking287g.spiders.ice287g import FATAL_STAT
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +63,7 @@ class ArchivePipeline(FilesPipeline):
         if isinstance(item, SheetItem):
             await self._archive_sheet(item)
             return item
-        if isinstance(item, AgreementRow):
+        if isinstance(item, (AgreementRow, ArchivedAgreementItem)):
             return await super().process_item(item)
         return item
 
@@ -168,23 +172,38 @@ class ArchivePipeline(FilesPipeline):
 
     def item_completed(self, results, item, info):
         adapter = ItemAdapter(item)
-        adapter["files"] = [value for ok, value in results if ok]
-        adapter["failures"] = [
-            {"url": url, "reason": str(value.value) or type(value.value).__name__}
-            for url, (ok, value) in zip(adapter["file_urls"], results, strict=True) if not ok
-        ]
+        files, failures = [], []
+        for url, (ok, value) in zip(adapter["file_urls"], results, strict=True):
+            if ok:
+                files.append(value)
+                continue
+            failures.append({"url": url, "reason": str(value.value) or type(value.value).__name__})
+            known = self.manifest.latest_version(url)
+            if known is not None:
+                # Failed this time, archived before: the row keeps pointing at the archived copy.
+                files.append({"url": url, "path": known.path, "checksum": known.sha256,
+                              "status": "kept"})
+        adapter["files"], adapter["failures"] = files, failures
         return item
 
 
-class ExportPipeline:
-    """Collects the rows of this crawl and, at the end, writes the exports and dataset README."""
+class HistoryPipeline:
+    """Records this crawl's snapshots and changes, then writes the exports.
+
+    A participating list that lost its columns or shrank too much is recorded as suspect:
+    it changes no status and no export, and the crawl fails so that a person looks.
+    """
 
     def __init__(self, crawler):
         self.crawler = crawler
-        self.root = archive.archive_root(crawler.settings)
+        settings = crawler.settings
+        self.root = archive.archive_root(settings)
+        self.missing_after = settings.getint("HISTORY_MISSING_AFTER")
+        self.shrink_limit = settings.getfloat("HISTORY_SUSPECT_SHRINK")
         self.sheets: dict[str, SheetItem] = {}
         self.missing: dict[str, MissingListItem] = {}
         self.rows: dict[str, list[AgreementRow]] = {"participating": [], "pending": []}
+        self.archived: list[ArchivedAgreementItem] = []
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -198,33 +217,86 @@ class ExportPipeline:
             self.missing[item.list_name] = item
         elif isinstance(item, AgreementRow):
             self.rows[item.list_name].append(item)
+        elif isinstance(item, ArchivedAgreementItem):
+            self.archived.append(item)
         return item
 
     def close_spider(self) -> None:
         stats = self.crawler.stats
-        if stats.get_value("tracking287g/fatal") or "participating" not in self.sheets:
+        fatal = stats.get_value(FATAL_STAT)
+        suspect_sheet = any(sheet.suspect for sheet in self.sheets.values())
+        if "participating" not in self.sheets or (fatal and not suspect_sheet):
             logger.error("The crawl failed; the exports in %s are left as they were", self.root)
             return
         started = archive.crawl_started(self.crawler)
         db = archive.connect(self.root)
         try:
-            lists = exports.update_current_lists(db, started, self.sheets, self.missing,
-                                                 self.rows)
-            failures = exports.collect_failures(self.rows, self.missing)
-            written = exports.write_all(self.root, started, lists, failures)
+            history = History(db, self.missing_after, self.shrink_limit)
+            snapshots = {name: {"sha256": sheet.sha256, "published_name": sheet.published_name,
+                                "path": sheet.path, "suspect": sheet.suspect}
+                         for name, sheet in self.sheets.items()}
+            rows = {name: [self._history_row(item) for item in
+                           sorted(items, key=lambda r: r.row_number)]
+                    for name, items in self.rows.items()}
+            changes, suspects = history.record(started, snapshots, rows)
+            if suspects:
+                held = ("; the raw sheet is archived and recorded as a suspect snapshot, "
+                        "statuses and exports are unchanged")
+                if fatal:  # the spider already said what is wrong with the sheet
+                    stats.set_value(FATAL_STAT, fatal + held)
+                else:
+                    reasons = "; ".join(f"{name}: {why}" for name, why in suspects.items())
+                    stats.set_value(FATAL_STAT, (
+                        f"held the new sheet as suspect: {reasons}{held}; check ICE's page, "
+                        "and if the list really changed this much, rerun with "
+                        "-s HISTORY_SUSPECT_SHRINK=1"))
+                return
+            failures = collect_failures(self.rows, self.missing, self.archived)
+            unpublished = {name for name, item in self.missing.items()
+                           if item.reason == "not_published"}
+            archived = (history.link_archived([asdict(entry) for entry in self.archived],
+                                              started)
+                        if "archive" not in self.missing else None)
+            written = exports.write_all(self.root, history, started, unpublished=unpublished,
+                                        failures=failures, archived=archived)
         finally:
             db.close()
+        stats.set_value("tracking287g/changes", len(changes))
         stats.set_value("tracking287g/failures", len(failures))
-        for name in ("participating", "pending"):
-            stats.set_value(f"tracking287g/{name}_rows", len(lists[name].rows))
         logger.info("Exports written: %s", ", ".join(str(path) for path in written))
         logger.info(
-            "Summary: %d participating rows, %d pending rows; documents: %d linked, "
-            "%d newly archived, %d already archived, %d revalidated, %d failed%s",
-            len(lists["participating"].rows), len(lists["pending"].rows),
+            "Summary: %d participating rows, %d pending rows; %d changes; documents: %d "
+            "linked, %d newly archived, %d already archived, %d revalidated, %d failed%s",
+            len(self.rows["participating"]), len(self.rows["pending"]), len(changes),
             stats.get_value("tracking287g/documents_linked", 0),
             stats.get_value("file_status_count/downloaded", 0),
             stats.get_value("file_status_count/uptodate", 0)
             + stats.get_value("file_status_count/already_archived", 0),
             stats.get_value("file_status_count/revalidated", 0), len(failures),
             " (listed in data/failures.csv; retried next crawl)" if failures else "")
+
+    @staticmethod
+    def _history_row(item: AgreementRow):
+        documents = {document["url"]: document for document in item.files}
+        return history_row(item.list_name, item.row_number, item, documents)
+
+
+def collect_failures(rows: dict[str, list[AgreementRow]], missing: dict[str, MissingListItem],
+                     archived: list[ArchivedAgreementItem]) -> list[dict]:
+    """One line per document (or sheet, or page) that could not be archived this crawl."""
+    failures, seen = [], set()
+    for item in missing.values():
+        if item.reason == "failed":
+            failures.append({"list": item.list_name, "state": "", "agency": "",
+                             "row_number": "", "url": item.url, "reason": item.detail})
+    sources = [(name, row) for name in ("participating", "pending")
+               for row in sorted(rows[name], key=lambda r: r.row_number)]
+    sources += [("archive", entry) for entry in archived]
+    for list_name, source in sources:
+        for failure in source.failures:
+            if failure["url"] not in seen:
+                seen.add(failure["url"])
+                failures.append({"list": list_name, "state": source.state,
+                                 "agency": source.agency,
+                                 "row_number": getattr(source, "row_number", ""), **failure})
+    return failures

@@ -48,8 +48,14 @@ DOWNLOADER_MIDDLEWARES = {
 
 ITEM_PIPELINES = {
     "tracking287g.pipelines.ArchivePipeline": 100,
-    "tracking287g.pipelines.ExportPipeline": 800,
+    "tracking287g.pipelines.HistoryPipeline": 800,
 }
+# An agreement absent from this many consecutive snapshots of its list is "removed" (before
+# that "missing"); a pending one is then logged as withdrawn.
+HISTORY_MISSING_AFTER = 3
+# A participating list that loses more than this share of its rows is held as suspect:
+# ICE once published a list that dropped 1,012 of ~1,580 agencies for a day.
+HISTORY_SUSPECT_SHRINK = 0.2
 # ICE's http:// links redirect to https://; FilesPipeline does not follow redirects by default.
 MEDIA_ALLOW_REDIRECTS = True
 # Days after which an archived document is revalidated with If-Modified-Since; until then

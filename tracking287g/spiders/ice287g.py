@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import scrapy
 from scrapy.exceptions import CloseSpider
 from scrapy.spidermiddlewares.httperror import HttpError
 
 from tracking287g import discovery, sheets
-from tracking287g.items import AgreementRow, MissingListItem, SheetItem
+from tracking287g.items import AgreementRow, ArchivedAgreementItem, MissingListItem, SheetItem
 from tracking287g.normalize import normalize_row
 
 FATAL_STAT = "tracking287g/fatal"
@@ -29,15 +29,26 @@ def describe_failure(failure) -> str:
 class Ice287gSpider(scrapy.Spider):
     name = "ice287g"
 
-    def __init__(self, start_url: str = discovery.DEFAULT_START_URL, **kwargs):
+    def __init__(self, start_url: str = discovery.DEFAULT_START_URL,
+                 archive_url: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        parts = urlsplit(start_url or "")
+        self.start_url = self._checked_url("start_url", start_url)
+        # ICE's page of older agreements; "none" skips it.
+        if archive_url is None:
+            archive_url = urljoin(self.start_url, "/287g-archive")
+        self.archive_url = (None if archive_url.lower() == "none"
+                            else self._checked_url("archive_url", archive_url))
+        self.linked_documents: set[str] = set()
+
+    @staticmethod
+    def _checked_url(name: str, url: str) -> str:
+        parts = urlsplit(url or "")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
-                f"start_url must be an http(s) URL such as {discovery.DEFAULT_START_URL}, "
-                f"got {start_url!r}"
+                f"{name} must be an http(s) URL such as {discovery.DEFAULT_START_URL}, "
+                f"got {url!r}"
             )
-        self.start_url = start_url
+        return url
 
     async def start(self):
         yield scrapy.Request(self.start_url, callback=self.parse, errback=self.page_failed,
@@ -74,6 +85,28 @@ class Ice287gSpider(scrapy.Spider):
             yield scrapy.Request(link.url, callback=self.parse_sheet, errback=self.sheet_failed,
                                  cb_kwargs={"link": link}, dont_filter=True)
 
+    def count_documents(self, urls) -> None:
+        """Progress reports count against every document linked so far, once each."""
+        self.linked_documents.update(urls)
+        self.crawler.stats.set_value("tracking287g/documents_linked", len(self.linked_documents))
+
+    def archive_failed(self, failure):
+        detail = describe_failure(failure)
+        self.logger.warning("Could not fetch ICE's archive page %s: %s", self.archive_url, detail)
+        yield MissingListItem("archive", "failed", self.archive_url, detail)
+
+    def parse_archive(self, response):
+        if not isinstance(response, scrapy.http.TextResponse):
+            found = sheets.describe_bytes(response.body)
+            yield MissingListItem("archive", "failed", response.url,
+                                  f"expected an HTML page, got {found}")
+            return
+        entries = discovery.parse_archive_page(response.text, response.url)
+        self.logger.info("Archive page %s: %d agreements", response.url, len(entries))
+        self.count_documents(entry.url for entry in entries)
+        for entry in entries:
+            yield ArchivedAgreementItem(**vars(entry), file_urls=[entry.url])
+
     def sheet_failed(self, failure):
         link = failure.request.cb_kwargs["link"]
         detail = describe_failure(failure)
@@ -90,6 +123,12 @@ class Ice287gSpider(scrapy.Spider):
             parsed = sheets.parse_workbook(response.body, link.list_name)
         except sheets.SheetError as exc:
             if link.list_name == "participating":
+                if sheets.is_workbook(response.body):
+                    # A real workbook in a layout we cannot read: keep the raw file.
+                    yield SheetItem(list_name=link.list_name, url=response.url,
+                                    published_name=name, body=response.body,
+                                    last_modified="", worksheet="", row_count=0,
+                                    suspect=str(exc))
                 self.fail("participating_sheet_unreadable",
                           f"participating sheet {name} ({response.url}): {exc}")
             self.logger.error("Pending sheet %s (%s): %s", name, response.url, exc)
@@ -107,9 +146,9 @@ class Ice287gSpider(scrapy.Spider):
             row_count=len(parsed.rows),
         )
         rows = [(raw.row_number, normalize_row(raw.values, raw.links)) for raw in parsed.rows]
-        documents = {url for _, row in rows for url in (row.moa_url, row.addendum_url) if url}
-        # Set before the rows go out, so progress reports count against the real total.
-        self.crawler.stats.inc_value("tracking287g/documents_linked", len(documents))
+        # Counted before the rows go out, so progress reports count against the real total.
+        self.count_documents(url for _, row in rows for url in (row.moa_url, row.addendum_url)
+                             if url)
         for row_number, row in rows:
             yield AgreementRow(
                 list_name=link.list_name, sheet_name=name, row_number=row_number,
@@ -119,3 +158,7 @@ class Ice287gSpider(scrapy.Spider):
                 raw=row.raw, notes=row.notes,
                 file_urls=[url for url in (row.moa_url, row.addendum_url) if url],
             )
+        if link.list_name == "participating" and self.archive_url:
+            # Only once the main list is known good: a failed crawl fetches nothing more.
+            yield scrapy.Request(self.archive_url, callback=self.parse_archive,
+                                 errback=self.archive_failed, dont_filter=True)
