@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from tests.mirror import AGREEMENTS, ARCHIVE_PATH, SHEETS, MirrorServer, Route, fake_pdf
@@ -318,3 +321,86 @@ def test_a_start_url_that_is_not_a_url_is_refused(tmp_path):
     result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert "start_url must be an http(s) URL" in result.stderr
+
+
+def test_two_mirrors_in_turn_log_what_changed_as_a_backfill_would(tmp_path):
+    day1 = SHEETS / "sheets_20250714_151904"
+    day2 = SHEETS / "sheets_20250715_151733"
+    with MirrorServer() as server:
+        server.publish_2025(day1 / "participatingAgencies07142025am.xlsx",
+                            day1 / "pendingAgencies07142025am.xlsx")
+        assert run_crawl(server, tmp_path / "crawled").returncode == 0
+        before = {r["agency"]: r["agreement_id"]
+                  for r in read_csv(tmp_path / "crawled" / "data" / "participating.csv")}
+        # The next day ICE published a new participating sheet; the pending one stayed.
+        server.publish_2025(day2 / "participatingAgencies07152025am.xlsx",
+                            day1 / "pendingAgencies07142025am.xlsx")
+        second = run_crawl(server, tmp_path / "crawled")
+        assert second.returncode == 0, second.stderr[-3000:]
+    crawled = read_csv(tmp_path / "crawled" / "data" / "changes.csv")
+    latest = max(c["snapshot_time"] for c in crawled)
+    logged = [c for c in crawled if c["snapshot_time"] == latest]
+    (myers,) = [c for c in logged if c["change"] == "renamed" and "Myers" in c["agency"]]
+    assert myers["details"] == "Ft. Myers Police Department -> Fort Myers Police Department"
+    assert myers["agreement_id"] == before["Ft. Myers Police Department"]
+
+    # The same two sheets imported by backfill give the same changes.
+    source = tmp_path / "old"
+    for folder in (day1, day2):
+        shutil.copytree(folder, source / folder.name)
+    command = [sys.executable, "-m", "scrapy", "backfill", str(source),
+               "-s", f"FILES_STORE={tmp_path / 'backfilled'}"]
+    assert subprocess.run(command, cwd=PROJECT, capture_output=True, check=False).returncode == 0
+    imported = read_csv(tmp_path / "backfilled" / "data" / "changes.csv")
+    second_snapshot = max(c["snapshot_time"] for c in imported)
+
+    def comparable(rows):  # document URLs differ (the mirror's host), the rest must not
+        return sorted((c["change"], c["agreement_id"], c["agency"]) for c in rows)
+
+    assert comparable(logged) == comparable(
+        [c for c in imported if c["snapshot_time"] == second_snapshot])
+    assert len(logged) == 10  # nine renames and one corrected type, as on 2025-07-15
+
+
+def test_a_broken_upstream_list_leaves_the_exports_as_they_were(tmp_path):
+    sheet = "/doclib/about/offices/ero/287g/participatingAgencies07182025pm.xlsx"
+    with MirrorServer() as server:
+        server.publish_2025(PARTICIPATING_0718, None)
+        assert run_crawl(server, tmp_path).returncode == 0
+        exports_before = archived_files(tmp_path, "data")
+        readme = (tmp_path / "README.md").read_bytes()
+
+        # ICE publishes a list that lost 59% of its rows.
+        good = server.routes[sheet]
+        workbook = openpyxl.load_workbook(io.BytesIO(good.body))
+        workbook.worksheets[0].delete_rows(340, 600)
+        broken = io.BytesIO()
+        workbook.save(broken)
+        server.routes[sheet] = Route(broken.getvalue(), good.content_type)
+        result = run_crawl(server, tmp_path)
+        assert result.returncode == 1
+        assert failure_line(result) == (
+            "tracking287g: crawl failed: held the new sheet as suspect: participating: the "
+            "participating list shrank from 832 to 338 rows (59%, more than the 20% allowed); "
+            "the raw sheet is archived and recorded as a suspect snapshot, statuses and "
+            "exports are unchanged; check ICE's page, and if the list really changed this "
+            "much, rerun with -s HISTORY_SUSPECT_SHRINK=1")
+        assert archived_files(tmp_path, "data") == exports_before
+        assert (tmp_path / "README.md").read_bytes() == readme
+        assert len(list((tmp_path / "sheets").rglob("*.xlsx"))) == 2  # the raw file is kept
+
+        # ICE fixes it: the history goes on as if the broken list had not happened.
+        server.routes[sheet] = good
+        result = run_crawl(server, tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    statuses = manifest(tmp_path, "SELECT status FROM snapshots WHERE list_name = "
+                                  "'participating' ORDER BY id")
+    assert statuses == [("normal",), ("suspect",), ("unchanged",)]
+    changes = read_csv(tmp_path / "data" / "changes.csv")
+    assert {c["change"] for c in changes} == {"added"}
+    assert read_csv(tmp_path / "data" / "participating.csv") == read_csv_text(
+        exports_before["data/participating.csv"])
+
+
+def read_csv_text(body: bytes) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(body.decode("utf-8"))))

@@ -72,6 +72,10 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+def parse_time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
 def crawl_started(crawler) -> dt.datetime:
     """The crawl's start time (UTC, whole seconds), the same for every component."""
     value = crawler.stats.get_value("tracking287g/crawl_started")

@@ -335,6 +335,7 @@ class History:
         last_seen TEXT NOT NULL,
         absent INTEGER NOT NULL DEFAULT 0,  -- consecutive normal snapshots without it
         superseded_by TEXT NOT NULL DEFAULT '',
+        withdrawn TEXT NOT NULL DEFAULT '',  -- when its withdrawal was logged (pending only)
         latest TEXT NOT NULL             -- its latest row as JSON
     );
     CREATE TABLE IF NOT EXISTS changes (
@@ -353,10 +354,11 @@ class History:
     """
 
     def __init__(self, db: sqlite3.Connection, missing_after: int = 3,
-                 shrink_limit: float = 0.2):
+                 shrink_limit: float = 0.2, withdrawn_after_days: float = 7):
         self.db = db
         self.missing_after = missing_after
         self.shrink_limit = shrink_limit
+        self.withdrawn_after = dt.timedelta(days=withdrawn_after_days)
         db.executescript(self.SCHEMA)
 
     # Reading
@@ -425,7 +427,7 @@ class History:
                     self.db.execute("UPDATE agreements SET absent = absent + 1 WHERE "
                                     "list_name = ? AND absent > 0", (name,))
                     if name == "pending":
-                        unchanged_withdrawals.extend(self._withdrawals())
+                        unchanged_withdrawals.extend(self._withdrawals(stamp))
                     continue
                 reason = sheet.get("suspect") or self.check_suspect(name, rows[name])
                 if reason:
@@ -503,7 +505,8 @@ class History:
             # A promoted agreement ICE still lists as pending stays on the participating list.
             "list_name = CASE WHEN agreements.list_name = 'participating' "
             "THEN 'participating' ELSE excluded.list_name END, "
-            "last_seen = excluded.last_seen, absent = 0, latest = excluded.latest",
+            "last_seen = excluded.last_seen, absent = 0, withdrawn = '', "
+            "latest = excluded.latest",
             (agreement_id, list_name, stamp, stamp, latest))
 
     def _agreements(self, list_name: str, *, absent_only: bool) -> list[Instance]:
@@ -578,24 +581,29 @@ class History:
                 "UPDATE agreements SET absent = absent + 1 WHERE list_name = ? AND last_seen < ?",
                 (name, stamp))
         if "pending" in fresh:
-            changes += self._withdrawals()
+            changes += self._withdrawals(stamp)
         return changes
 
-    def _withdrawals(self) -> list[Change]:
-        """Pending agreements now absent for K snapshots and not promoted: withdrawn.
+    def _withdrawals(self, stamp: str) -> list[Change]:
+        """Pending agreements gone for K snapshots and some days, and not promoted.
 
-        ICE updates the pending sheet a day or two before the participating one, so an
-        agreement leaving the pending list is usually about to appear as participating;
-        calling it withdrawn at once would be false news.
+        ICE updates the pending sheet days before the participating one (Pickens County,
+        SC took four days in May 2025), so an agreement leaving the pending list is usually
+        about to appear as participating; calling it withdrawn at once would be false news.
         """
+        cutoff = (dt.datetime.fromisoformat(stamp) - self.withdrawn_after).isoformat()
+        rows = self.db.execute(
+            "SELECT agreement_id, latest, last_seen FROM agreements WHERE list_name = 'pending' "
+            "AND superseded_by = '' AND withdrawn = '' AND absent >= ? AND last_seen <= ?",
+            (self.missing_after, cutoff)).fetchall()
+        self.db.executemany("UPDATE agreements SET withdrawn = ? WHERE agreement_id = ?",
+                            [(stamp, row["agreement_id"]) for row in rows])
         return [
-            self._change("withdrawn", instance, "pending",
+            self._change("withdrawn", Instance([Row(**json.loads(row["latest"]))],
+                                               row["agreement_id"]), "pending",
                          f"not on the pending list since {row['last_seen'][:10]} and not "
                          "on the participating list")
-            for row in self.db.execute(
-                "SELECT agreement_id, latest, last_seen FROM agreements WHERE list_name = "
-                "'pending' AND superseded_by = '' AND absent = ?", (self.missing_after,))
-            for instance in [Instance([Row(**json.loads(row["latest"]))], row["agreement_id"])]
+            for row in rows
         ]
 
     @staticmethod

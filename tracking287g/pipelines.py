@@ -200,6 +200,7 @@ class HistoryPipeline:
         self.root = archive.archive_root(settings)
         self.missing_after = settings.getint("HISTORY_MISSING_AFTER")
         self.shrink_limit = settings.getfloat("HISTORY_SUSPECT_SHRINK")
+        self.withdrawn_after = settings.getfloat("HISTORY_WITHDRAWN_AFTER_DAYS")
         self.sheets: dict[str, SheetItem] = {}
         self.missing: dict[str, MissingListItem] = {}
         self.rows: dict[str, list[AgreementRow]] = {"participating": [], "pending": []}
@@ -231,7 +232,7 @@ class HistoryPipeline:
         started = archive.crawl_started(self.crawler)
         db = archive.connect(self.root)
         try:
-            history = History(db, self.missing_after, self.shrink_limit)
+            history = History(db, self.missing_after, self.shrink_limit, self.withdrawn_after)
             snapshots = {name: {"sha256": sheet.sha256, "published_name": sheet.published_name,
                                 "path": sheet.path, "suspect": sheet.suspect}
                          for name, sheet in self.sheets.items()}

@@ -53,6 +53,9 @@ ITEM_PIPELINES = {
 # An agreement absent from this many consecutive snapshots of its list is "removed" (before
 # that "missing"); a pending one is then logged as withdrawn.
 HISTORY_MISSING_AFTER = 3
+# A pending agreement is logged as withdrawn only when it has also been gone this many days
+# without being promoted: ICE updates the pending sheet days before the participating one.
+HISTORY_WITHDRAWN_AFTER_DAYS = 7.0
 # A participating list that loses more than this share of its rows is held as suspect:
 # ICE once published a list that dropped 1,012 of ~1,580 agencies for a day.
 HISTORY_SUSPECT_SHRINK = 0.2
