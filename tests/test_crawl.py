@@ -55,6 +55,11 @@ def archived_files(store: Path, folder: str) -> dict[str, bytes]:
             for p in sorted((store / folder).rglob("*")) if p.is_file()}
 
 
+def exports_of(store: Path) -> dict[str, bytes]:
+    """The exports, less data/crawls.csv (which records every crawl, failed ones too)."""
+    return {k: v for k, v in archived_files(store, "data").items() if k != "data/crawls.csv"}
+
+
 def manifest(store: Path, query: str) -> list[tuple]:
     with sqlite3.connect(store / "tracking287g.sqlite") as db:
         return db.execute(query).fetchall()
@@ -298,20 +303,24 @@ def test_failed_crawls_exit_non_zero_with_one_line_and_archive_nothing(tmp_path,
     else:
         assert not (tmp_path / "sheets").exists()
     assert not (tmp_path / "agreements").exists()
-    assert not (tmp_path / "data").exists()
+    assert exports_of(tmp_path) == {}
+    (crawl,) = read_csv(tmp_path / "data" / "crawls.csv")
+    assert crawl["status"] == "failed"
+    assert crawl["failed_checks"] == failure_line(result).split("crawl failed: ", 1)[1]
 
 
 def test_a_failed_crawl_leaves_the_previous_exports_as_they_were(tmp_path):
     with MirrorServer() as server:
         server.publish_2025(PARTICIPATING_0516, None)
         assert run_crawl(server, tmp_path).returncode == 0
-        exports = archived_files(tmp_path, "data")
+        exports = exports_of(tmp_path)
         readme = (tmp_path / "README.md").read_bytes()
         sheet = "/doclib/about/offices/ero/287g/participatingAgencies05162025am.xlsx"
         server.routes[sheet] = Route(b"<html><title>Down</title></html>", "text/html")
         result = run_crawl(server, tmp_path)
     assert result.returncode == 1
-    assert archived_files(tmp_path, "data") == exports
+    assert exports_of(tmp_path) == exports
+    assert [c["status"] for c in read_csv(tmp_path / "data" / "crawls.csv")] == ["ok", "failed"]
     assert (tmp_path / "README.md").read_bytes() == readme
 
 
@@ -367,7 +376,7 @@ def test_a_broken_upstream_list_leaves_the_exports_as_they_were(tmp_path):
     with MirrorServer() as server:
         server.publish_2025(PARTICIPATING_0718, None)
         assert run_crawl(server, tmp_path).returncode == 0
-        exports_before = archived_files(tmp_path, "data")
+        exports_before = exports_of(tmp_path)
         readme = (tmp_path / "README.md").read_bytes()
 
         # ICE publishes a list that lost 59% of its rows.
@@ -385,7 +394,7 @@ def test_a_broken_upstream_list_leaves_the_exports_as_they_were(tmp_path):
             "the raw sheet is archived and recorded as a suspect snapshot, statuses and "
             "exports are unchanged; check ICE's page, and if the list really changed this "
             "much, rerun with -s HISTORY_SUSPECT_SHRINK=1")
-        assert archived_files(tmp_path, "data") == exports_before
+        assert exports_of(tmp_path) == exports_before
         assert (tmp_path / "README.md").read_bytes() == readme
         assert len(list((tmp_path / "sheets").rglob("*.xlsx"))) == 2  # the raw file is kept
 

@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -85,19 +86,37 @@ def crawl_started(crawler) -> dt.datetime:
     return value
 
 
+REMOTE_SCHEMES = ("s3", "gs")
+
+
+def is_remote(store: str) -> bool:
+    return urlparse(store).scheme in REMOTE_SCHEMES
+
+
+def working_folder(store: str, configured: str | None) -> Path:
+    """The local folder for a remote store's database and exports (one per store)."""
+    if configured:
+        return Path(configured)
+    digest = hashlib.sha256(store.encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"tracking287g-{digest}"
+
+
 def archive_root(settings) -> Path:
-    """The local folder that holds the archive (FILES_STORE)."""
-    store = settings.get("FILES_STORE")
+    """The local folder with the SQLite database and the exports.
+
+    For a local FILES_STORE it is the archive itself; for S3 or GCS it is a working folder
+    (TRACKING287G_WORKDIR) that tracking287g.remote keeps in step with the store.
+    """
+    store = str(settings.get("FILES_STORE") or "")
     if not store:
         raise NotConfigured("FILES_STORE is empty: set it to the archive folder")
-    store = str(store)
     if store.startswith("file://"):
-        store = store[len("file://"):]
-    elif urlparse(store).scheme not in ("", "file") and not Path(store).is_absolute():
-        raise NotConfigured(
-            f"FILES_STORE={store!r} is not a local folder; this version keeps the archive "
-            "on local disk only"
-        )
+        return Path(store[len("file://"):])
+    if is_remote(store):
+        return working_folder(store, settings.get("TRACKING287G_WORKDIR"))
+    if urlparse(store).scheme not in ("", "file") and not Path(store).is_absolute():
+        raise NotConfigured(f"FILES_STORE={store!r}: expected a folder, s3://bucket/prefix "
+                            "or gs://bucket/prefix")
     return Path(store)
 
 

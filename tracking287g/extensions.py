@@ -9,6 +9,9 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import create_looping_call
 
+from tracking287g import archive, exports, monitor
+from tracking287g.remote import RemoteState
+
 logger = logging.getLogger(__name__)
 
 
@@ -69,3 +72,70 @@ class DocumentProgress:
         if self.task and self.task.running:
             self.task.stop()
         logger.info(self.message())
+
+
+class CrawlWorkspace:
+    """The crawl's place in the archive: its log file under logs/ and, for an S3 or GCS
+    FILES_STORE, the history fetched before the crawl and pushed back after it."""
+
+    def __init__(self, crawler):
+        settings = crawler.settings
+        self.root = archive.archive_root(settings)
+        store = str(settings.get("FILES_STORE"))
+        self.remote = (RemoteState(store, self.root, settings) if archive.is_remote(store)
+                       else None)
+        if self.remote is not None:
+            self.remote.fetch()  # before the pipelines open the database
+        started = archive.crawl_started(crawler)
+        self.log_path = self.root / "logs" / f"{started.strftime('%Y%m%d_%H%M%S')}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.handler = logging.FileHandler(self.log_path, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter(settings.get("LOG_FORMAT"),
+                                                    settings.get("LOG_DATEFORMAT")))
+        self.handler.setLevel(settings.get("LOG_LEVEL"))
+        logging.getLogger().addHandler(self.handler)
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        extension = cls(crawler)
+        crawler.signals.connect(extension.engine_stopped, signal=signals.engine_stopped)
+        return extension
+
+    def engine_stopped(self) -> None:
+        # After the stats are dumped, so the log file has the whole crawl.
+        logging.getLogger().removeHandler(self.handler)
+        self.handler.close()
+        if self.remote is not None:
+            self.remote.push()
+
+
+class CrawlMonitor:
+    """At the end of every crawl: the summary, data/crawls.csv, the checks, the webhook."""
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+        self.root = archive.archive_root(crawler.settings)
+        self.webhook = crawler.settings.get("MONITOR_WEBHOOK_URL")
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        extension = cls(crawler)
+        crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
+        return extension
+
+    def spider_closed(self, spider, reason) -> None:
+        stats = self.crawler.stats
+        summary = monitor.summarize(stats.get_stats(), reason, archive.crawl_started(self.crawler),
+                                    archive.utc_now())
+        failures = monitor.failed_checks(summary, stats.get_stats(), self.crawler.settings)
+        summary["status"] = "failed" if failures else "ok"
+        summary["failed_checks"] = failures
+        stats.set_value("tracking287g/failed_checks", failures)
+        (logger.error if failures else logger.info)(monitor.message(summary))
+        path = self.root / "data" / "crawls.csv"
+        previous = path.read_text(encoding="utf-8") if path.exists() else ""
+        row = exports.csv_text(monitor.SUMMARY_COLUMNS,
+                               [{**summary, "failed_checks": " | ".join(failures)}])
+        exports.write_text(path, previous + row.split("\n", 1)[1] if previous else row)
+        if self.webhook:
+            monitor.post_webhook(self.webhook, summary)

@@ -28,6 +28,21 @@ logger = logging.getLogger(__name__)
 DONE_STAT = "tracking287g/documents_done"
 
 
+class DocumentFailureFilter(logging.Filter):
+    """Scrapy's media pipeline logs each failed download as an ERROR with a traceback. Ours
+    are expected (ICE's server fails now and then) and reported in data/failures.csv and
+    retried next crawl, so they become one WARNING line; an ERROR then always means
+    something unexpected, which the monitor fails the crawl on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, FileException):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "Document not archived: %s", (error,), None, None)
+        return True
+
+
 def is_pdf(body: bytes) -> bool:
     # The PDF specification lets the header sit anywhere in the first 1024 bytes.
     return b"%PDF-" in body[:1024]
@@ -46,6 +61,9 @@ class ArchivePipeline(FilesPipeline):
 
     def __init__(self, store_uri, *, crawler):
         super().__init__(store_uri, crawler=crawler)
+        media_logger = logging.getLogger("scrapy.pipelines.media")
+        if not any(isinstance(f, DocumentFailureFilter) for f in media_logger.filters):
+            media_logger.addFilter(DocumentFailureFilter())
         self.root = archive.archive_root(crawler.settings)
         self.revalidate_after = dt.timedelta(
             days=crawler.settings.getfloat("DOCUMENTS_REVALIDATE_DAYS"))
@@ -251,6 +269,7 @@ class HistoryPipeline:
                         f"held the new sheet as suspect: {reasons}{held}; check ICE's page, "
                         "and if the list really changed this much, rerun with "
                         "-s HISTORY_SUSPECT_SHRINK=1"))
+                    logger.error(stats.get_value(FATAL_STAT))
                 return
             failures = collect_failures(self.rows, self.missing, self.archived)
             unpublished = {name for name, item in self.missing.items()
@@ -264,6 +283,8 @@ class HistoryPipeline:
             db.close()
         stats.set_value("tracking287g/changes", len(changes))
         stats.set_value("tracking287g/failures", len(failures))
+        for name, items in self.rows.items():
+            stats.set_value(f"tracking287g/{name}_rows", len(items))
         logger.info("Exports written: %s", ", ".join(str(path) for path in written))
         logger.info(
             "Summary: %d participating rows, %d pending rows; %d changes; documents: %d "

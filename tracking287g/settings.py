@@ -38,6 +38,9 @@ DOWNLOAD_WARNSIZE = 30 * 1024 * 1024
 
 # Retries with exponential backoff (Scrapy's RetryMiddleware retries at once).
 RETRY_TIMES = 4  # default 2
+# Default ERROR: a document that fails is reported in data/failures.csv, so an ERROR in the
+# log always means something unexpected (the monitor fails the crawl on any).
+RETRY_GIVE_UP_LOG_LEVEL = "WARNING"
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
 RETRY_BACKOFF_BASE = 2.0  # seconds before the first retry; doubles on each retry
 RETRY_BACKOFF_MAX = 120.0  # the longest wait between retries, Retry-After included
@@ -66,9 +69,21 @@ MEDIA_ALLOW_REDIRECTS = True
 DOCUMENTS_REVALIDATE_DAYS = float(os.getenv("TRACKING287G_REVALIDATE_DAYS", "30"))
 
 EXTENSIONS = {
+    "tracking287g.extensions.CrawlWorkspace": 100,
     "tracking287g.extensions.DocumentProgress": 500,
+    "tracking287g.extensions.CrawlMonitor": 900,
 }
 # How often the log reports documents done of total, rate and time left (seconds).
 PROGRESS_INTERVAL = 60.0
 
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO")  # default DEBUG logs every request
+
+# Monitoring: checks on every crawl's stats; any failure makes `scrapy crawl` exit 1.
+MONITOR_MAX_DOCUMENT_FAILURES = 0.05  # the share of linked documents that may fail
+MONITOR_MAX_403 = 0  # ice.gov answers 403 when it blocks a client
+MONITOR_MAX_429 = 20
+# POST each crawl's summary here as JSON (Slack-compatible: {"text": ...}); empty: no post.
+MONITOR_WEBHOOK_URL = os.getenv("TRACKING287G_WEBHOOK_URL", "")
+# For an S3 or GCS FILES_STORE: the local folder for the database and exports during a crawl
+# (default: a folder in the system's temporary directory, one per store).
+TRACKING287G_WORKDIR = os.getenv("TRACKING287G_WORKDIR", "")

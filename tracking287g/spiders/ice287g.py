@@ -113,8 +113,8 @@ class Ice287gSpider(scrapy.Spider):
         if link.list_name == "participating":
             self.fail("participating_sheet_unavailable",
                       f"could not download the participating sheet {link.url}: {detail}")
-        self.logger.error("Could not download the %s sheet %s: %s", link.list_name, link.url,
-                          detail)
+        self.logger.warning("Could not download the %s sheet %s: %s", link.list_name, link.url,
+                            detail)
         yield MissingListItem(link.list_name, "failed", link.url, detail)
 
     def parse_sheet(self, response, link: discovery.SheetLink):
@@ -131,7 +131,7 @@ class Ice287gSpider(scrapy.Spider):
                                     suspect=str(exc))
                 self.fail("participating_sheet_unreadable",
                           f"participating sheet {name} ({response.url}): {exc}")
-            self.logger.error("Pending sheet %s (%s): %s", name, response.url, exc)
+            self.logger.warning("Pending sheet %s (%s): %s", name, response.url, exc)
             yield MissingListItem(link.list_name, "failed", response.url, str(exc))
             return
         self.logger.info("%s sheet %s: %d rows (columns %s)", link.list_name, name,
