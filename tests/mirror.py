@@ -132,6 +132,7 @@ class MirrorServer:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.lock = threading.Lock()
         self.on_request = None  # called after each request is recorded, to change routes
+        self.posts: list[tuple[str, bytes]] = []  # webhook messages received
         server = self
 
         class Handler(SimpleHTTPRequestHandler):
@@ -162,6 +163,12 @@ class MirrorServer:
                         pass
                 self._send(route.status, route.body, route.content_type,
                            {"Last-Modified": stamp, **route.headers})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                with server.lock:
+                    server.posts.append((self.path, self.rfile.read(length)))
+                self._send(200, b"ok", "text/plain")
 
             def _send(self, status, body, content_type, headers=None):
                 self.send_response(status)

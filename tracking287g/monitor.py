@@ -62,8 +62,8 @@ def failed_checks(summary: dict, stats: dict, settings) -> list[str]:
     linked, failed = summary["documents_linked"], summary["documents_failed"]
     share = settings.getfloat("MONITOR_MAX_DOCUMENT_FAILURES")
     if linked and failed / linked > share:
-        failures.append(f"{failed} of {linked} documents failed ({failed / linked:.0%}, more "
-                        f"than the {share:.0%} allowed); see data/failures.csv")
+        failures.append(f"{failed} of {linked} documents failed ({failed / linked:.1%}, more "
+                        f"than the {share:.1%} allowed); see data/failures.csv")
     if summary["responses_403"] > settings.getint("MONITOR_MAX_403"):
         failures.append(f"{summary['responses_403']} responses were 403 Forbidden: ice.gov may "
                         "be blocking this client; change USER_AGENT or wait")

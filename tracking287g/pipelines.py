@@ -103,11 +103,16 @@ class ArchivePipeline(FilesPipeline):
         logger.info("Sheet %s: %s (%s)", item.published_name, item.status.replace("_", " "),
                     item.path)
 
+    async def _exists(self, path: str) -> bool:
+        try:
+            return bool(await ensure_awaitable(self.store.stat_file(path, self.spiderinfo)))
+        except Exception:
+            return False
+
     async def _persist(self, path: str, body: bytes) -> str:
         """Store `body` at `path`, or beside it when that path already holds another file."""
         candidate, number = path, 1
-        while self.manifest.path_taken(candidate) or await ensure_awaitable(
-                self.store.stat_file(candidate, self.spiderinfo)):
+        while self.manifest.path_taken(candidate) or await self._exists(candidate):
             number += 1
             candidate = archive.with_suffix_number(path, number)
         await ensure_awaitable(self.store.persist_file(candidate, BytesIO(body), self.spiderinfo))

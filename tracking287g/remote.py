@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 # What goes back to the store at the end of a crawl, relative to the working folder.
 SYNCED = (DATABASE_NAME, "README.md", "data", "plots", "logs")
+# What a crawl needs from earlier ones: the history, and the log of crawls it appends to.
+FETCHED = (DATABASE_NAME, "data/crawls.csv")
 
 
 class RemoteState:
@@ -57,19 +59,27 @@ class RemoteState:
             self.store.bucket.blob(self._key(relative)).upload_from_string(body)
 
     def fetch(self) -> bool:
-        """Bring the database down from the store; False when the store has none yet."""
+        """Bring the history down from the store; False when the store has none yet."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        body = self._get(DATABASE_NAME)
-        if body is None:
-            logger.info("No history in %s yet: starting a new one", self.uri)
-            return False
-        local = self.folder / DATABASE_NAME
-        for stale in (local, local.with_name(DATABASE_NAME + "-wal"),
-                      local.with_name(DATABASE_NAME + "-shm")):
+        database = self.folder / DATABASE_NAME
+        for stale in (database.with_name(DATABASE_NAME + "-wal"),
+                      database.with_name(DATABASE_NAME + "-shm")):
             stale.unlink(missing_ok=True)
-        local.write_bytes(body)
-        logger.info("Fetched the history from %s (%d bytes)", self.uri, len(body))
-        return True
+        found = 0
+        for relative in FETCHED:
+            body = self._get(relative)
+            local = self.folder / relative
+            if body is None:
+                local.unlink(missing_ok=True)  # the store is the truth, not a stale folder
+                continue
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(body)
+            found += 1
+        if not found:
+            logger.info("No history in %s yet: starting a new one", self.uri)
+        else:
+            logger.info("Fetched the history from %s", self.uri)
+        return bool(found)
 
     def push(self) -> int:
         """Write the database, exports and logs back to the store; returns files written."""
