@@ -6,9 +6,11 @@ import datetime as dt
 import hashlib
 import os
 import re
+import shutil
 import sqlite3
 import tempfile
 import unicodedata
+import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
@@ -120,22 +122,36 @@ def archive_root(settings) -> Path:
     return Path(store)
 
 
+INCOMING = ".incoming"
+
+
 class AtomicFSFilesStore(FSFilesStore):
-    """FSFilesStore that never leaves a partial file and never replaces an existing one."""
+    """FSFilesStore that never leaves a partial file and never replaces an existing one.
+
+    A file is written in full under .incoming/ (outside sheets/ and agreements/), synced,
+    then linked into place: killed at any moment, the archive holds the whole file or none.
+    What a killed crawl left in .incoming/ is removed when the next one starts.
+    """
+
+    def __init__(self, basedir):
+        super().__init__(basedir)
+        self.incoming = Path(self.basedir) / INCOMING
+        shutil.rmtree(self.incoming, ignore_errors=True)  # the crawl lock is held: ours
+        self.incoming.mkdir(parents=True, exist_ok=True)
 
     def persist_file(self, path, buf, info, meta=None, headers=None) -> None:
         absolute_path = self._get_filesystem_path(path)
         self._mkdir(absolute_path.parent, info)
-        temporary = absolute_path.with_name(f".{absolute_path.name}.{os.getpid()}.part")
-        with open(temporary, "wb") as handle:
-            handle.write(buf.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
+        temporary = self.incoming / f"{os.getpid()}-{uuid.uuid4().hex}.part"
         try:
+            with open(temporary, "wb") as handle:
+                handle.write(buf.getvalue())
+                handle.flush()
+                os.fsync(handle.fileno())
             # link() fails when the target exists: an archived file is never replaced.
             os.link(temporary, absolute_path)
         finally:
-            temporary.unlink()
+            temporary.unlink(missing_ok=True)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from dataclasses import asdict
 from email.utils import format_datetime, parsedate_to_datetime
@@ -103,19 +104,32 @@ class ArchivePipeline(FilesPipeline):
         logger.info("Sheet %s: %s (%s)", item.published_name, item.status.replace("_", " "),
                     item.path)
 
-    async def _exists(self, path: str) -> bool:
+    async def _stat(self, path: str) -> dict:
         try:
-            return bool(await ensure_awaitable(self.store.stat_file(path, self.spiderinfo)))
-        except Exception:
-            return False
+            return await ensure_awaitable(self.store.stat_file(path, self.spiderinfo)) or {}
+        except Exception:  # S3 and GCS stores raise for a missing object
+            return {}
 
     async def _persist(self, path: str, body: bytes) -> str:
         """Store `body` at `path`, or beside it when that path already holds another file."""
+        md5 = hashlib.md5(body).hexdigest()  # what the stores report as checksum
         candidate, number = path, 1
-        while self.manifest.path_taken(candidate) or await self._exists(candidate):
+        while True:
+            if not self.manifest.path_taken(candidate):
+                stat = await self._stat(candidate)
+                if not stat:
+                    break
+                if stat.get("checksum") == md5:
+                    # Stored by a crawl that was killed before it could record it.
+                    return candidate
             number += 1
             candidate = archive.with_suffix_number(path, number)
-        await ensure_awaitable(self.store.persist_file(candidate, BytesIO(body), self.spiderinfo))
+        try:
+            await ensure_awaitable(
+                self.store.persist_file(candidate, BytesIO(body), self.spiderinfo))
+        except OSError as exc:
+            raise FileException(f"could not store {candidate}: {exc.strerror or exc}; "
+                                "check the archive's disk") from exc
         return candidate
 
     # Documents: FilesPipeline's hooks, driven by the manifest.
@@ -206,7 +220,8 @@ class ArchivePipeline(FilesPipeline):
                 # Failed this time, archived before: the row keeps pointing at the archived copy.
                 files.append({"url": url, "path": known.path, "checksum": known.sha256,
                               "status": "kept"})
-        adapter["files"], adapter["failures"] = files, failures
+        adapter["files"] = files
+        adapter["failures"] = [*adapter.get("failures", []), *failures]  # keep the spider's
         return item
 
 

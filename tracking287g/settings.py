@@ -62,6 +62,9 @@ HISTORY_WITHDRAWN_AFTER_DAYS = 7.0
 # A participating list that loses more than this share of its rows is held as suspect:
 # ICE once published a list that dropped 1,012 of ~1,580 agencies for a day.
 HISTORY_SUSPECT_SHRINK = 0.2
+# Hosts agreement documents may be fetched from (subdomains included), besides the start
+# URL's: a link to anywhere else is reported in data/failures.csv, never fetched.
+DOCUMENT_HOSTS = ["ice.gov"]
 # ICE's http:// links redirect to https://; FilesPipeline does not follow redirects by default.
 MEDIA_ALLOW_REDIRECTS = True
 # Days after which an archived document is revalidated with If-Modified-Since; until then

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import ClassVar
@@ -11,6 +12,7 @@ from scrapy.exceptions import UsageError
 
 from tracking287g import archive, exports
 from tracking287g.backfill import BackfillError, backfill
+from tracking287g.commands.crawl import ArchiveLocked, lock_archive
 from tracking287g.history import History
 from tracking287g.sheets import SheetError
 
@@ -35,6 +37,11 @@ class Command(ScrapyCommand):
             return
         settings = self.settings
         root = archive.archive_root(settings)
+        try:
+            lock = lock_archive(root)
+        except ArchiveLocked as exc:
+            self._fail(str(exc))
+            return
         db = archive.connect(root)
         try:
             history = History(db, settings.getint("HISTORY_MISSING_AFTER"),
@@ -50,6 +57,7 @@ class Command(ScrapyCommand):
             return
         finally:
             db.close()
+            os.close(lock)
         print(f"tracking287g: imported {result.snapshots} snapshots ({result.skipped} already "
               f"imported), {result.changes} changes, into {root}")
         for suspect in result.suspects:

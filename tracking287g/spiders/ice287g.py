@@ -85,6 +85,40 @@ class Ice287gSpider(scrapy.Spider):
             yield scrapy.Request(link.url, callback=self.parse_sheet, errback=self.sheet_failed,
                                  cb_kwargs={"link": link}, dont_filter=True)
 
+    def document_hosts(self) -> set[str]:
+        """Hosts documents may come from: ICE's, the start URL's and the archive page's."""
+        hosts = {h.lower() for h in self.settings.getlist("DOCUMENT_HOSTS")}
+        for url in (self.start_url, self.archive_url):
+            if url:
+                hosts.add(urlsplit(url).hostname.lower())
+        return hosts
+
+    def refusal(self, url: str) -> str:
+        """Why a document URL is not fetched, or "" when it may be."""
+        host = (urlsplit(url).hostname or "").lower()
+        allowed = self.document_hosts()
+        if any(host == h or host.endswith("." + h) for h in allowed):
+            return ""
+        return (f"not fetched: host {host!r} is neither ICE's nor the start URL's "
+                "(add it to DOCUMENT_HOSTS if it is a real source)")
+
+    def documents_of(self, row) -> tuple[list[str], list[dict]]:
+        """A row's document URLs to fetch, and the links refused with the reason."""
+        urls, refused = [], []
+        for name in ("moa", "addendum"):
+            url = getattr(row, f"{name}_url")
+            raw = row.raw.get(f"{name}_link") or ""
+            if url:
+                reason = self.refusal(url)
+                if reason:
+                    refused.append({"url": url, "reason": reason})
+                else:
+                    urls.append(url)
+            elif raw:  # a hyperlink normalisation could not use (javascript:, file:, ...)
+                refused.append({"url": raw, "reason": f"not fetched: {raw!r} is not an "
+                                                      "http(s) URL"})
+        return urls, refused
+
     def count_documents(self, urls) -> None:
         """Progress reports count against every document linked so far, once each."""
         self.linked_documents.update(urls)
@@ -103,9 +137,13 @@ class Ice287gSpider(scrapy.Spider):
             return
         entries = discovery.parse_archive_page(response.text, response.url)
         self.logger.info("Archive page %s: %d agreements", response.url, len(entries))
-        self.count_documents(entry.url for entry in entries)
+        allowed = [e for e in entries if not self.refusal(e.url)]
+        self.count_documents(entry.url for entry in allowed)
         for entry in entries:
-            yield ArchivedAgreementItem(**vars(entry), file_urls=[entry.url])
+            reason = self.refusal(entry.url)
+            yield ArchivedAgreementItem(**vars(entry), file_urls=[] if reason else [entry.url],
+                                        failures=[{"url": entry.url, "reason": reason}]
+                                        if reason else [])
 
     def sheet_failed(self, failure):
         link = failure.request.cb_kwargs["link"]
@@ -146,17 +184,16 @@ class Ice287gSpider(scrapy.Spider):
             row_count=len(parsed.rows),
         )
         rows = [(raw.row_number, normalize_row(raw.values, raw.links)) for raw in parsed.rows]
+        documents = [(number, row, *self.documents_of(row)) for number, row in rows]
         # Counted before the rows go out, so progress reports count against the real total.
-        self.count_documents(url for _, row in rows for url in (row.moa_url, row.addendum_url)
-                             if url)
-        for row_number, row in rows:
+        self.count_documents(url for _, _, urls, _ in documents for url in urls)
+        for row_number, row, urls, refused in documents:
             yield AgreementRow(
                 list_name=link.list_name, sheet_name=name, row_number=row_number,
                 state=row.state, agency=row.agency, agency_type=row.agency_type,
                 county=row.county, model=row.model, signed_date=row.signed_date,
                 moa_status=row.moa_status, moa_url=row.moa_url, addendum_url=row.addendum_url,
-                raw=row.raw, notes=row.notes,
-                file_urls=[url for url in (row.moa_url, row.addendum_url) if url],
+                raw=row.raw, notes=row.notes, file_urls=urls, failures=refused,
             )
         if link.list_name == "participating" and self.archive_url:
             # Only once the main list is known good: a failed crawl fetches nothing more.
