@@ -7,11 +7,15 @@ document is served as a small PDF unique to its URL.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import html
 import io
 import re
+import socket
+import struct
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -84,6 +88,12 @@ class Route:
     headers: dict[str, str] = field(default_factory=dict)
     status: int = 200
     last_modified: float = 1750000000.0  # 2025-06-15, fixed so If-Modified-Since works
+    # Misbehaviour on purpose: "reset" the connection, "stall" before answering, send a
+    # "truncate"d body; for the first `fault_times` requests (0: always).
+    fault: str = ""
+    fault_times: int = 0
+    stall: float = 0.0
+    served: int = 0
 
 
 def rewrite_workbook(body: bytes, base_url: str) -> bytes:
@@ -130,6 +140,7 @@ class MirrorServer:
     def __init__(self):
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.times: list[tuple[str, float]] = []  # (path, monotonic time) of each request
         self.lock = threading.Lock()
         self.on_request = None  # called after each request is recorded, to change routes
         self.posts: list[tuple[str, bytes]] = []  # webhook messages received
@@ -145,13 +156,20 @@ class MirrorServer:
                 path = unquote(urlsplit(self.path).path)
                 with server.lock:
                     server.requests.append(("GET", path, dict(self.headers)))
+                    server.times.append((path, time.monotonic()))
                 route = server.routes.get(path)
                 if server.on_request is not None:
                     server.on_request()
                 with server.lock:
                     route = server.routes.get(path)
+                    if route is not None:
+                        route.served += 1
+                        faulty = route.fault and (not route.fault_times
+                                                  or route.served <= route.fault_times)
                 if route is None:
                     return self._send(404, b"<html><title>Not found</title></html>", "text/html")
+                if faulty and self._misbehave(route):
+                    return None
                 stamp = email.utils.formatdate(route.last_modified, usegmt=True)
                 since = self.headers.get("If-Modified-Since")
                 if route.status == 200 and since:
@@ -163,6 +181,29 @@ class MirrorServer:
                         pass
                 self._send(route.status, route.body, route.content_type,
                            {"Last-Modified": stamp, **route.headers})
+
+            def _misbehave(self, route) -> bool:
+                """Apply the route's fault; True when nothing more must be sent."""
+                if route.fault == "stall":
+                    time.sleep(route.stall)
+                    return False
+                if route.fault == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
+                elif route.fault == "truncate":
+                    self.send_response(200)
+                    self.send_header("Content-Type", route.content_type)
+                    self.send_header("Content-Length", str(len(route.body) + 1000))
+                    self.end_headers()
+                    self.wfile.write(route.body[: len(route.body) // 2])
+                    self.wfile.flush()
+                self.close_connection = True
+                self.connection.close()
+                return True
+
+            def finish(self):
+                with contextlib.suppress(OSError):  # the connection was closed on purpose
+                    super().finish()
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))

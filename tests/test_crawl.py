@@ -30,19 +30,26 @@ PARTICIPATING_0516 = SHEETS / "sheets_20250519_024922" / "participatingAgencies0
 ARCHIVE_DOCUMENTS = {f"/doclib/287gMOA/archive/{pdf.name}" for pdf in AGREEMENTS.glob("*.pdf")}
 
 
-def run_crawl(server: MirrorServer, store: Path, **settings) -> subprocess.CompletedProcess:
+def crawl_command(server: MirrorServer, store: Path, **settings) -> tuple[list[str], dict]:
     """`scrapy crawl ice287g` on the mirror, politeness off (the mirror is local)."""
     settings = {"DOWNLOAD_DELAY": 0, "AUTOTHROTTLE_ENABLED": False,
                 "CONCURRENT_REQUESTS_PER_DOMAIN": 16, "RETRY_BACKOFF_BASE": 0.05,
-                **settings}
+                # Only the mirror: a link left pointing at ice.gov is refused, never fetched.
+                "DOCUMENT_HOSTS": "", **settings}
     command = [sys.executable, "-m", "scrapy", "crawl", "ice287g",
                "-a", f"start_url={server.url}{PAGE}", "-s", f"FILES_STORE={store}"]
     for name, value in settings.items():
         command += ["-s", f"{name}={value}"]
     env = {k: v for k, v in os.environ.items()
            if k != "FILES_STORE" and not k.startswith(("TRACKING287G_", "SCRAPY_"))}
+    return command, env
+
+
+def run_crawl(server: MirrorServer, store: Path, preexec_fn=None,
+              **settings) -> subprocess.CompletedProcess:
+    command, env = crawl_command(server, store, **settings)
     return subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+                          timeout=600, check=False, preexec_fn=preexec_fn)
 
 
 def read_csv(path: Path) -> list[dict]:

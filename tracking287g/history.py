@@ -391,6 +391,8 @@ class History:
         """Why a new list looks broken (empty string when it does not)."""
         if list_name != "participating":
             return ""
+        if not rows:
+            return "the participating list has no rows"
         previous = self.latest_snapshot(list_name)
         if previous is None or not previous["row_count"]:
             return ""

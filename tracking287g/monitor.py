@@ -48,16 +48,16 @@ def summarize(stats: dict, reason: str, started, finished) -> dict:
 
 def failed_checks(summary: dict, stats: dict, settings) -> list[str]:
     """Each check on the crawl's stats that failed, as one line."""
-    failures = []
     fatal = stats.get("tracking287g/fatal")
     if fatal:
-        failures.append(fatal)
-    elif summary["finish_reason"] != "finished":
+        return [fatal]  # what else went wrong follows from it
+    failures = []
+    if summary["finish_reason"] != "finished":
         failures.append(f"the crawl ended with reason {summary['finish_reason']!r} instead of "
                         "'finished'")
-    if not fatal and summary["participating_rows"] == 0:
+    if summary["participating_rows"] == 0:
         failures.append("the participating list has no rows")
-    if summary["errors"] and not fatal:  # a failed crawl logs its reason as an error
+    if summary["errors"]:
         failures.append(f"{summary['errors']} errors in the log (expected none): read the log")
     linked, failed = summary["documents_linked"], summary["documents_failed"]
     share = settings.getfloat("MONITOR_MAX_DOCUMENT_FAILURES")

@@ -16,7 +16,7 @@ from scrapy.pipelines.files import FilesPipeline
 from scrapy.pipelines.media import FileException
 from scrapy.utils.defer import ensure_awaitable
 
-from tracking287g import archive, exports
+from tracking287g import archive, errors, exports
 from tracking287g.backfill import history_row
 from tracking287g.discovery import published_name
 from tracking287g.history import History
@@ -139,6 +139,11 @@ class ArchivePipeline(FilesPipeline):
                 for url in ItemAdapter(item).get(self.files_urls_field, [])]
 
     def media_to_download(self, request, info, *, item=None):
+        if not self.crawler.engine.running:
+            # Stopped (SIGTERM, Ctrl-C): Scrapy would still finish every queued item, which
+            # on a polite crawl takes up to an hour. What is not fetched now, the next does.
+            raise FileException("not downloaded: the crawl was stopped; the next crawl "
+                                "fetches it")
         known = self.manifest.latest_version(request.url)
         if known is None:
             return None
@@ -163,10 +168,7 @@ class ArchivePipeline(FilesPipeline):
         self.crawler.stats.inc_value(DONE_STAT)
         self.crawler.stats.inc_value("tracking287g/documents_failed")
         error = failure.value
-        if isinstance(error, FileException):
-            reason = str(error)
-        else:
-            reason = f"{type(error).__name__}: {error}".rstrip(": ")
+        reason = str(error) if isinstance(error, FileException) else errors.describe(error)
         logger.warning("Document %s failed: %s", request.url, reason)
         raise FileException(reason)
 

@@ -6,9 +6,8 @@ from urllib.parse import urljoin, urlsplit
 
 import scrapy
 from scrapy.exceptions import CloseSpider
-from scrapy.spidermiddlewares.httperror import HttpError
 
-from tracking287g import discovery, sheets
+from tracking287g import discovery, errors, sheets
 from tracking287g.items import AgreementRow, ArchivedAgreementItem, MissingListItem, SheetItem
 from tracking287g.normalize import normalize_row
 
@@ -16,14 +15,7 @@ FATAL_STAT = "tracking287g/fatal"
 
 
 def describe_failure(failure) -> str:
-    """One line on why a request failed, with what to do where we know it."""
-    if failure.check(HttpError):
-        status = failure.value.response.status
-        if status in (401, 403):
-            return (f"HTTP {status}: the server refused this client; set USER_AGENT "
-                    "(or TRACKING287G_USER_AGENT) to one it accepts, or wait and retry")
-        return f"HTTP {status}"
-    return f"{type(failure.value).__name__}: {failure.value}".strip()
+    return errors.describe(failure.value)
 
 
 class Ice287gSpider(scrapy.Spider):
