@@ -228,7 +228,7 @@ def rows_of(body: bytes, list_name: str):
 
 
 def test_a_broken_snapshot_is_contained(backfilled, tmp_path):
-    root, _, _ = backfilled
+    _, source, _ = backfilled
     latest = "sheets_20250719_151637/participatingAgencies07182025pm.xlsx"
     broken, full = broken_copy(latest, keep=0.4), (SHEETS / latest).read_bytes()
     when = dt.datetime(2025, 7, 20, 15, tzinfo=dt.UTC)
@@ -236,8 +236,9 @@ def test_a_broken_snapshot_is_contained(backfilled, tmp_path):
     histories = {}
     for name in ("with_broken", "without"):
         (tmp_path / name).mkdir()
-        shutil.copy(root / archive.DATABASE_NAME, tmp_path / name / archive.DATABASE_NAME)
-        histories[name] = History(archive.connect(tmp_path / name))
+        copy = archive.connect(tmp_path / name)
+        source.db.backup(copy)  # the WAL too: a file copy would miss the latest writes
+        histories[name] = History(copy)
     history = histories["with_broken"]
     before = history.db.execute("SELECT * FROM agreements ORDER BY agreement_id").fetchall()
 

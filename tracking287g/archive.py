@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from scrapy.exceptions import NotConfigured
 from scrapy.pipelines.files import FSFilesStore
+from twisted.internet.threads import deferToThread
 
 DATABASE_NAME = "tracking287g.sqlite"
 
@@ -139,9 +140,15 @@ class AtomicFSFilesStore(FSFilesStore):
         shutil.rmtree(self.incoming, ignore_errors=True)  # the crawl lock is held: ours
         self.incoming.mkdir(parents=True, exist_ok=True)
 
-    def persist_file(self, path, buf, info, meta=None, headers=None) -> None:
+    def persist_file(self, path, buf, info, meta=None, headers=None):
+        """Write in a thread: the fsync that makes a file durable must not stall the crawl."""
+        if info is None:  # outside a crawl (backfill): no reactor to wait on
+            return self._write(path, buf)
+        return deferToThread(self._write, path, buf)
+
+    def _write(self, path, buf) -> None:
         absolute_path = self._get_filesystem_path(path)
-        self._mkdir(absolute_path.parent, info)
+        absolute_path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.incoming / f"{os.getpid()}-{uuid.uuid4().hex}.part"
         try:
             with open(temporary, "wb") as handle:

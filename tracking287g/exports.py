@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -138,23 +139,15 @@ def agreement_rows(history: History) -> list[dict]:
 
 def timeseries_rows(history: History) -> list[dict]:
     """Per trustworthy snapshot: agreements in total, by model and by state."""
-    rows, cache = [], {}
+    rows = []
     for snapshot in history.db.execute(
             "SELECT * FROM snapshots WHERE status IN ('normal', 'unchanged') "
-            "ORDER BY taken_at, id"):
-        source = snapshot["rows_from"] or snapshot["id"]
-        if source not in cache:
-            agreements = {}
-            for row in history.snapshot_rows(snapshot):
-                agreements.setdefault(row.agreement_id, row)
-            cache[source] = agreements
-        agreements = cache[source]
+            "ORDER BY taken_at, id").fetchall():
         base = {"snapshot_time": snapshot["taken_at"], "list": snapshot["list_name"]}
-        rows.append({**base, "group": "total", "key": "all", "agreements": len(agreements)})
-        for group, attribute in (("model", "model"), ("state", "state")):
-            counts = Counter(getattr(row, attribute) for row in agreements.values())
-            rows += [{**base, "group": group, "key": key, "agreements": count}
-                     for key, count in sorted(counts.items())]
+        order = {"total": 0, "model": 1, "state": 2}
+        rows += [{**base, "group": group, "key": key, "agreements": count}
+                 for group, key, count in sorted(history.counts(snapshot),
+                                                 key=lambda c: (order[c[0]], c[1]))]
     return rows
 
 
@@ -166,15 +159,10 @@ def plots(timeseries: list[dict], lists: dict[str, list[dict]]) -> dict[str, byt
     import matplotlib.pyplot as plt
 
     result = {}
-    series: dict[str, list[tuple[dt.datetime, int]]] = defaultdict(list)
-    for row in timeseries:
-        if row["list"] == "participating" and row["group"] in ("total", "model"):
-            when = dt.datetime.fromisoformat(row["snapshot_time"])
-            series["All agreements" if row["group"] == "total" else row["key"]].append(
-                (when, row["agreements"]))
     figure, axes = plt.subplots(figsize=(9, 5))
-    for label, points in sorted(series.items()):
-        axes.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=label)
+    for label, points in sorted(plotted_series(timeseries).items()):
+        when = [dt.datetime.fromisoformat(p[0]) for p in points]
+        axes.step(when, [p[1] for p in points], where="post", marker=".", label=label)
     axes.set_title("287(g) participating agreements over time, by model")
     axes.set_ylabel("agreements")
     axes.legend()
@@ -194,6 +182,35 @@ def plots(timeseries: list[dict], lists: dict[str, list[dict]]) -> dict[str, byt
         axes.text(count, index, f" {count}", va="center")
     result["top_states.png"] = _png(figure, plt)
     return result
+
+
+def plotted_series(timeseries: list[dict]) -> dict[str, list[tuple[str, int]]]:
+    """Participating agreements over time, in total and by model: a point where a value
+    changed (the plot steps there), so a crawl that changed nothing changes no plot."""
+    series: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for row in timeseries:
+        if row["list"] == "participating" and row["group"] in ("total", "model"):
+            points = series["All agreements" if row["group"] == "total" else row["key"]]
+            if not points or points[-1][1] != row["agreements"]:
+                points.append((row["snapshot_time"], row["agreements"]))
+    return series
+
+
+def write_plots(folder: Path, timeseries: list[dict], lists: dict[str, list[dict]]) -> list[Path]:
+    """Draw the plots again only when what they show changed (matplotlib costs a second)."""
+    shown = plotted_series(timeseries)
+    states = sorted(Counter(r["state"] for r in {r["agreement_id"]: r for r in
+                                                  lists["participating"]}.values()).items())
+    digest = hashlib.sha256(json.dumps([shown, states]).encode()).hexdigest()
+    marker = folder / ".drawn-from"
+    names = ("agreements_by_model.png", "top_states.png")
+    if (marker.exists() and marker.read_text() == digest
+            and all((folder / name).exists() for name in names)):
+        return []
+    written = [write_text(folder / name, image)
+               for name, image in plots(timeseries, lists).items()]
+    write_text(marker, digest)
+    return written
 
 
 def _png(figure, plt) -> bytes:
@@ -322,8 +339,7 @@ def write_all(root: Path, history: History, started: dt.datetime, *,
     if archived is not None:
         written.append(write_text(data / "archived_agreements.csv",
                                   csv_text(ARCHIVED_COLUMNS, archived)))
-    for name, image in plots(timeseries, lists).items():
-        written.append(write_text(root / "plots" / name, image))
+    written += write_plots(root / "plots", timeseries, lists)
     statuses = Counter(row["status"] for row in agreements)
     readme = dataset_readme(started, lists, snapshots, set(unpublished), list(failures),
                             changes, statuses, latest if latest == latest_snapshot else None)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import json
 import re
 import sqlite3
-from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 
 LISTS = ("participating", "pending")
 CHANGE_KINDS = ("added", "removed", "renamed", "corrected", "document_published",
@@ -64,11 +65,13 @@ SIMILAR_NAMES = 0.85
 CLOSE_DATES = dt.timedelta(days=62)
 
 
+@functools.lru_cache(maxsize=65536)  # the same names recur in every snapshot
 def spelling_key(name: str) -> str:
     """The name with case, spacing, punctuation and apostrophes gone: equal keys, no change."""
     return re.sub(r"[^a-z0-9]+", "", name.lower().replace("&", "and"))
 
 
+@functools.lru_cache(maxsize=65536)  # the same names recur in every snapshot
 def match_key(name: str) -> str:
     """The name with abbreviations spelt out, for matching one agency across snapshots."""
     text = re.sub(r"['’`]", "", name.lower().replace("&", " and "))
@@ -76,8 +79,9 @@ def match_key(name: str) -> str:
     return _PREFIX.sub("", " ".join(_ABBREVIATIONS.get(word, word) for word in words))
 
 
-def distinctive_words(name: str) -> set[str]:
-    return {word for word in match_key(name).split() if word not in _GENERIC}
+@functools.lru_cache(maxsize=65536)  # the same names recur in every snapshot
+def distinctive_words(name: str) -> frozenset[str]:
+    return frozenset(word for word in match_key(name).split() if word not in _GENERIC)
 
 
 def similar_names(a: str, b: str, *, strict: bool = False) -> bool:
@@ -338,6 +342,13 @@ class History:
         withdrawn TEXT NOT NULL DEFAULT '',  -- when its withdrawal was logged (pending only)
         latest TEXT NOT NULL             -- its latest row as JSON
     );
+    CREATE TABLE IF NOT EXISTS snapshot_counts (  -- the time series, computed once
+        snapshot_id INTEGER NOT NULL REFERENCES snapshots (id),
+        grp TEXT NOT NULL,               -- 'total', 'model' or 'state'
+        key TEXT NOT NULL,
+        agreements INTEGER NOT NULL,
+        PRIMARY KEY (snapshot_id, grp, key)
+    );
     CREATE TABLE IF NOT EXISTS changes (
         id INTEGER PRIMARY KEY,
         snapshot_id INTEGER NOT NULL REFERENCES snapshots (id),
@@ -422,6 +433,10 @@ class History:
                         name, stamp, "unchanged", sheet, previous["row_count"],
                         rows_from=previous["rows_from"] or previous["id"])
                     self.db.execute(
+                        "INSERT INTO snapshot_counts SELECT ?, grp, key, agreements FROM "
+                        "snapshot_counts WHERE snapshot_id = ?",
+                        (snapshot_ids[name], previous["id"]))
+                    self.db.execute(
                         "UPDATE agreements SET last_seen = ? WHERE agreement_id IN "
                         "(SELECT agreement_id FROM snapshot_rows WHERE snapshot_id = ?)",
                         (stamp, previous["rows_from"] or previous["id"]))
@@ -447,6 +462,8 @@ class History:
             changes = self._compare(stamp, fresh) + unchanged_withdrawals
             for snapshot_id, _, new in fresh.values():
                 self._store_rows(snapshot_id, [row for i in new for row in i.rows])
+                self.counts(self.db.execute("SELECT * FROM snapshots WHERE id = ?",
+                                            (snapshot_id,)).fetchone())
             for change in changes:
                 snapshot_id = snapshot_ids[change.list_name]
                 self.db.execute(
@@ -457,6 +474,24 @@ class History:
                      change.state, change.agency, change.model, change.signed_date,
                      change.details))
         return changes, suspects
+
+    def counts(self, snapshot: sqlite3.Row) -> list[tuple[str, str, int]]:
+        """Agreements in a snapshot, in total, by model and by state (stored once)."""
+        stored = self.db.execute("SELECT grp, key, agreements FROM snapshot_counts WHERE "
+                                 "snapshot_id = ?", (snapshot["id"],)).fetchall()
+        if stored:
+            return [tuple(row) for row in stored]
+        agreements = {}
+        for row in self.snapshot_rows(snapshot):
+            agreements.setdefault(row.agreement_id, row)
+        result = [("total", "all", len(agreements))]
+        for group in ("model", "state"):
+            counted = Counter(getattr(row, group) for row in agreements.values())
+            result += [(group, key, count) for key, count in sorted(counted.items())]
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO snapshot_counts VALUES (?, ?, ?, ?)",
+                                [(snapshot["id"], *row) for row in result])
+        return result
 
     def _documents_changed(self, previous: sqlite3.Row, rows: list[Row]) -> bool:
         """Whether a document behind an unchanged sheet now has other bytes."""
@@ -482,7 +517,7 @@ class History:
             "INSERT INTO snapshot_rows (snapshot_id, row_number, agreement_id, data) "
             "VALUES (?, ?, ?, ?)",
             [(snapshot_id, r.row_number, r.agreement_id,
-              json.dumps({k: v for k, v in asdict(r).items() if k != "agreement_id"}))
+              json.dumps({k: v for k, v in vars(r).items() if k != "agreement_id"}))
              for r in sorted(rows, key=lambda r: r.row_number)])
 
     def _new_id(self, row: Row) -> str:
@@ -500,7 +535,7 @@ class History:
         instance.agreement_id = agreement_id
         for row in instance.rows:
             row.agreement_id = agreement_id
-        latest = json.dumps(asdict(instance.best))
+        latest = json.dumps(vars(instance.best))
         self.db.execute(
             "INSERT INTO agreements (agreement_id, list_name, first_seen, last_seen, absent, "
             "latest) VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (agreement_id) DO UPDATE SET "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -70,7 +71,22 @@ _SAFELINKS_HOST = re.compile(r"(^|\.)safelinks\.protection\.outlook\.com$", re.I
 _ICE_HOST = re.compile(r"(^|\.)ice\.gov$", re.I)
 
 
-@dataclass
+def _cached(rule):
+    """Memoise a rule: ICE's sheets repeat the same values in every version. Values that
+    cannot be dictionary keys are normalised afresh."""
+    cached = functools.lru_cache(maxsize=65536)(rule)
+
+    @functools.wraps(rule)
+    def wrapper(value):
+        try:
+            return cached(value)
+        except TypeError:
+            return rule(value)
+
+    return wrapper
+
+
+@dataclass(frozen=True)
 class Normalised:
     """A normalised value and what had to be done to get it."""
 
@@ -104,6 +120,7 @@ def _letters(text: str) -> str:
     return re.sub(r"[^a-z]", "", text.lower())
 
 
+@_cached
 def normalize_state(value: object) -> Normalised:
     text = clean_text(value).upper()
     if not text or text in US_STATES:
@@ -114,10 +131,12 @@ def normalize_state(value: object) -> Normalised:
     return Normalised(text, f"state {text!r} is not a US state or territory")
 
 
+@_cached
 def normalize_agency(value: object) -> Normalised:
     return Normalised(clean_text(value))
 
 
+@_cached
 def normalize_agency_type(value: object) -> Normalised:
     text = clean_text(value)
     if not text:
@@ -128,6 +147,7 @@ def normalize_agency_type(value: object) -> Normalised:
     return Normalised(text, f"agency type {text!r} is not a known type")
 
 
+@_cached
 def normalize_county(value: object) -> Normalised:
     text = clean_text(value)
     if text.lower() in _PLACEHOLDERS:
@@ -135,6 +155,7 @@ def normalize_county(value: object) -> Normalised:
     return Normalised(text)
 
 
+@_cached
 def normalize_model(value: object) -> Normalised:
     text = clean_text(value)
     if not text:
@@ -149,6 +170,7 @@ def _plausible(day: dt.date) -> bool:
     return _EARLIEST_SIGNED <= day < _LATEST_SIGNED
 
 
+@_cached
 def normalize_signed(value: object) -> Normalised:
     """SIGNED as an ISO date: a real date, an Excel serial, or text (with typos repaired)."""
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -220,6 +242,7 @@ def unwrap_safelinks(url: str) -> str:
 _SCHEME_TYPO = re.compile(r"^(https?)\s*:\s*/*\s*", re.I)
 
 
+@_cached
 def normalize_url(value: object) -> Normalised:
     """An absolute http(s) URL: safelinks unwrapped, `https:/` and `http:` repaired."""
     text = clean_text(value)

@@ -112,14 +112,13 @@ class ArchivePipeline(FilesPipeline):
 
     async def _persist(self, path: str, body: bytes) -> str:
         """Store `body` at `path`, or beside it when that path already holds another file."""
-        md5 = hashlib.md5(body).hexdigest()  # what the stores report as checksum
         candidate, number = path, 1
         while True:
             if not self.manifest.path_taken(candidate):
                 stat = await self._stat(candidate)
                 if not stat:
                     break
-                if stat.get("checksum") == md5:
+                if stat.get("checksum") == hashlib.md5(body).hexdigest():  # the stores' checksum
                     # Stored by a crawl that was killed before it could record it.
                     return candidate
             number += 1

@@ -6,6 +6,7 @@ hyperlinks, which is where ICE keeps the agreement links.
 
 from __future__ import annotations
 
+import html
 import io
 import re
 import zipfile
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import openpyxl
 from openpyxl.cell.cell import MergedCell
+from openpyxl.utils.cell import range_boundaries
 
 LISTS = ("participating", "pending")
 
@@ -111,18 +113,92 @@ def _find_header(rows: list[tuple], list_name: str) -> tuple[int, dict[str, int]
     )
 
 
-def _fill_merged(ws) -> None:
-    """Give every cell of a merged range the value of its top-left cell."""
-    for merged in list(ws.merged_cells.ranges):
-        top_left = ws.cell(merged.min_row, merged.min_col)
-        value, link = top_left.value, top_left.hyperlink
-        ws.unmerge_cells(str(merged))
-        for row in ws.iter_rows(min_row=merged.min_row, max_row=merged.max_row,
-                                min_col=merged.min_col, max_col=merged.max_col):
-            for cell in row:
-                cell.value = value
-                if link is not None and cell.hyperlink is None:
-                    cell.hyperlink = link.target or link.location
+def _attributes(tag: str) -> dict[str, str]:
+    return {name.split(":")[-1]: html.unescape(value)
+            for name, value in re.findall(r'([\w:]+)="([^"]*)"', tag)}
+
+
+def _worksheet_parts(archive: zipfile.ZipFile) -> list[str]:
+    """The workbook's worksheet XML paths, in the workbook's order."""
+    relations = {}
+    for tag in re.findall(r"<Relationship\b[^>]*>", archive.read(
+            "xl/_rels/workbook.xml.rels").decode("utf-8")):
+        attributes = _attributes(tag)
+        relations[attributes.get("Id")] = attributes.get("Target", "")
+    parts = []
+    for tag in re.findall(r"<sheet\b[^>]*>", archive.read("xl/workbook.xml").decode("utf-8")):
+        target = relations.get(_attributes(tag).get("id"), "")
+        parts.append(target.lstrip("/") if target.startswith("/") else f"xl/{target}")
+    return parts
+
+
+def _hyperlinks(archive: zipfile.ZipFile, part: str, xml: str) -> dict[tuple[int, int], str]:
+    """(row, column) -> hyperlink target, ranges expanded, read from the sheet's XML."""
+    folder, name = part.rsplit("/", 1)
+    try:
+        rels_xml = archive.read(f"{folder}/_rels/{name}.rels").decode("utf-8")
+    except KeyError:
+        rels_xml = ""
+    targets = {}
+    for tag in re.findall(r"<Relationship\b[^>]*>", rels_xml):
+        attributes = _attributes(tag)
+        targets[attributes.get("Id")] = attributes.get("Target", "")
+    links = {}
+    for tag in re.findall(r"<hyperlink\b[^>]*>", xml):
+        attributes = _attributes(tag)
+        target = targets.get(attributes.get("id"), "")
+        if not target.strip():
+            continue
+        min_col, min_row, max_col, max_row = range_boundaries(attributes["ref"])
+        for row in range(min_row, max_row + 1):
+            for col in range(min_col, max_col + 1):
+                links[(row, col)] = target.strip()
+    return links
+
+
+def _read_fast(body: bytes):
+    """Worksheets as (title, first row number, value rows, links), openpyxl read-only.
+
+    Read-only mode drops hyperlinks, so they come from the XML; None when a worksheet has
+    merged cells, which need the normal mode."""
+    archive = zipfile.ZipFile(io.BytesIO(body))
+    parts = _worksheet_parts(archive)
+    xmls = [archive.read(part).decode("utf-8") for part in parts]
+    if any("<mergeCell " in xml for xml in xmls):
+        return None
+    workbook = openpyxl.load_workbook(io.BytesIO(body), read_only=True, data_only=True)
+    result = []
+    for ws, part, xml in zip(workbook.worksheets, parts, xmls, strict=False):
+        ws.reset_dimensions()  # ICE's files can carry wrong dimensions
+        rows = list(ws.iter_rows(values_only=True))
+        result.append((ws.title, 1, rows, _hyperlinks(archive, part, xml)))
+    workbook.close()
+    return result
+
+
+def _read_full(body: bytes):
+    """The same, with openpyxl's normal mode: merged cells give every cell their value."""
+    workbook = openpyxl.load_workbook(io.BytesIO(body), data_only=True)
+    result = []
+    for ws in workbook.worksheets:
+        merged = {}
+        for cells in ws.merged_cells.ranges:
+            top_left = ws.cell(cells.min_row, cells.min_col)
+            for row in range(cells.min_row, cells.max_row + 1):
+                for col in range(cells.min_col, cells.max_col + 1):
+                    merged[(row, col)] = top_left
+        rows, links = [], {}
+        for row_cells in ws.iter_rows():
+            values = []
+            for cell in row_cells:
+                source = merged.get((cell.row, cell.column), cell)
+                values.append(source.value)
+                link = source.hyperlink if not isinstance(source, MergedCell) else None
+                if link is not None and (link.target or "").strip():
+                    links[(cell.row, cell.column)] = link.target.strip()
+            rows.append(tuple(values))
+        result.append((ws.title, ws.min_row, rows, links))
+    return result
 
 
 def parse_workbook(body: bytes, list_name: str) -> ParsedSheet:
@@ -133,16 +209,12 @@ def parse_workbook(body: bytes, list_name: str) -> ParsedSheet:
             "ICE may be serving an error page: retry later"
         )
     try:
-        workbook = openpyxl.load_workbook(io.BytesIO(body), data_only=True)
+        worksheets = _read_fast(body) or _read_full(body)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
         raise SheetError(f"expected a readable Excel workbook, openpyxl failed: {exc}") from exc
 
     errors = []
-    for ws in workbook.worksheets:
-        if ws.max_row > 1 and ws.merged_cells.ranges:
-            _fill_merged(ws)
-        cells = list(ws.iter_rows())
-        values = [tuple(cell.value for cell in row) for row in cells]
+    for title, first_row, values, links in worksheets:
         try:
             header_index, positions, names = _find_header(values, list_name)
         except SheetError as exc:
@@ -152,27 +224,23 @@ def parse_workbook(body: bytes, list_name: str) -> ParsedSheet:
         if missing:
             raise SheetError(
                 f"expected columns {', '.join(f.upper() for f in missing)} in the {list_name} "
-                f"sheet (worksheet {ws.title!r}), found only {', '.join(names.values())}; "
+                f"sheet (worksheet {title!r}), found only {', '.join(names.values())}; "
                 "ICE changed the layout: update HEADER_ALIASES in tracking287g/sheets.py"
             )
         optional = [f for f in ("agency_type", "county", "signed", "moa", "addendum")
                     if f not in positions and f not in REQUIRED_FIELDS[list_name]]
         rows = []
-        for row_cells in cells[header_index + 1:]:
-            row_values = {f: row_cells[c].value if c < len(row_cells) else None
-                          for f, c in positions.items()}
+        for index in range(header_index + 1, len(values)):
+            row = values[index]
+            row_values = {f: row[c] if c < len(row) else None for f, c in positions.items()}
             if all(v is None or (isinstance(v, str) and not v.strip())
                    for v in row_values.values()):
                 continue  # blank rows (ICE's sheets end with hundreds of them)
-            links = {}
-            for f in ("moa", "addendum"):
-                if f in positions and positions[f] < len(row_cells):
-                    cell = row_cells[positions[f]]
-                    link = None if isinstance(cell, MergedCell) else cell.hyperlink
-                    if link is not None and (link.target or "").strip():
-                        links[f] = link.target.strip()
-            rows.append(RawRow(row_cells[0].row, row_values, links))
-        return ParsedSheet(ws.title, header_index + 1, names, optional, rows)
+            number = first_row + index
+            row_links = {f: links[(number, positions[f] + 1)] for f in ("moa", "addendum")
+                         if f in positions and (number, positions[f] + 1) in links}
+            rows.append(RawRow(number, row_values, row_links))
+        return ParsedSheet(title, first_row + header_index, names, optional, rows)
     if errors:
         raise errors[0]
     raise SheetError(f"expected a {list_name} sheet, the workbook has no worksheets")
