@@ -15,6 +15,7 @@ from io import BytesIO
 from pathlib import Path
 
 from tracking287g import archive
+from tracking287g.discovery import list_of
 from tracking287g.history import History, Row
 from tracking287g.normalize import NormalisedRow, normalize_row
 from tracking287g.sheets import parse_workbook
@@ -48,15 +49,6 @@ def history_row(list_name: str, row_number: int, row: NormalisedRow,
         addendum_url=row.addendum_url, moa_sha256=moa.get("checksum", ""),
         addendum_sha256=addendum.get("checksum", ""), moa_path=moa.get("path", ""),
         addendum_path=addendum.get("path", ""), notes="; ".join(row.notes), raw=row.raw)
-
-
-def list_of(name: str) -> str | None:
-    lowered = name.lower()
-    if "pending" in lowered:
-        return "pending"
-    if "participating" in lowered:
-        return "participating"
-    return None
 
 
 def folders(source: Path) -> list[tuple[dt.datetime, Path]]:

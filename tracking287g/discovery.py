@@ -33,7 +33,8 @@ class SheetLink:
     text: str
 
 
-def _classify(words: str) -> str | None:
+def list_of(words: str) -> str | None:
+    """Which list a file name or link text names: "pending", "participating" or None."""
     words = words.lower()
     if "pending" in words:
         return "pending"
@@ -56,9 +57,9 @@ def find_sheet_links(html: str, base_url: str) -> tuple[dict[str, SheetLink], li
             continue
         path = unquote(parts.path)
         if _SHEET_PATH.search(path):
-            list_name = _classify(PurePosixPath(path).name) or _classify(text)
+            list_name = list_of(PurePosixPath(path).name) or list_of(text)
         elif _DOWNLOAD_PATH.search(path):
-            list_name = _classify(text)
+            list_name = list_of(text)
         else:
             continue
         if list_name is None or url in seen_urls:

@@ -19,6 +19,8 @@ import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from tracking287g.normalize import AgreementFields
+
 LISTS = ("participating", "pending")
 CHANGE_KINDS = ("added", "removed", "renamed", "corrected", "document_published",
                 "document_replaced", "superseded", "promoted", "withdrawn")
@@ -104,20 +106,11 @@ def slug(text: str) -> str:
 
 
 @dataclass
-class Row:
+class Row(AgreementFields):
     """One normalised sheet row, as history stores it."""
 
     list_name: str
     row_number: int
-    state: str
-    agency: str
-    agency_type: str
-    county: str
-    model: str
-    signed_date: str
-    moa_status: str
-    moa_url: str = ""
-    addendum_url: str = ""
     moa_sha256: str = ""
     addendum_sha256: str = ""
     moa_path: str = ""

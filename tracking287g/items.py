@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tracking287g.normalize import AgreementFields
+
 
 @dataclass
 class SheetItem:
@@ -35,21 +37,12 @@ class MissingListItem:
 
 
 @dataclass
-class AgreementRow:
+class AgreementRow(AgreementFields):
     """One row of a sheet, normalised, with the raw text of every field beside it."""
 
     list_name: str
     sheet_name: str
     row_number: int
-    state: str
-    agency: str
-    agency_type: str
-    county: str
-    model: str
-    signed_date: str
-    moa_status: str  # "linked", "pending" ("link pending") or "none"
-    moa_url: str
-    addendum_url: str
     raw: dict[str, str]
     notes: list[str]
     # FilesPipeline input and output: the document URLs, and what became of each.

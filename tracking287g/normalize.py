@@ -281,8 +281,8 @@ def document_status(text: object, url: str) -> str:
 
 
 @dataclass
-class NormalisedRow:
-    """One sheet row: the normalised fields, the raw text of each, and the notes."""
+class AgreementFields:
+    """An agreement's normalised fields: the one declaration the row types build on."""
 
     state: str
     agency: str
@@ -290,9 +290,15 @@ class NormalisedRow:
     county: str
     model: str
     signed_date: str
+    moa_status: str  # "linked", "pending" ("link pending") or "none"
     moa_url: str
     addendum_url: str
-    moa_status: str
+
+
+@dataclass
+class NormalisedRow(AgreementFields):
+    """One sheet row: the normalised fields, the raw text of each, and the notes."""
+
     raw: dict[str, str]
     notes: list[str] = field(default_factory=list)
 
