@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urljoin, urlsplit
 
 import scrapy
@@ -77,6 +78,7 @@ class Ice287gSpider(scrapy.Spider):
             yield scrapy.Request(link.url, callback=self.parse_sheet, errback=self.sheet_failed,
                                  cb_kwargs={"link": link}, dont_filter=True)
 
+    @functools.cached_property
     def document_hosts(self) -> set[str]:
         """Hosts documents may come from: ICE's, the start URL's and the archive page's."""
         hosts = {h.lower() for h in self.settings.getlist("DOCUMENT_HOSTS")}
@@ -88,8 +90,7 @@ class Ice287gSpider(scrapy.Spider):
     def refusal(self, url: str) -> str:
         """Why a document URL is not fetched, or "" when it may be."""
         host = (urlsplit(url).hostname or "").lower()
-        allowed = self.document_hosts()
-        if any(host == h or host.endswith("." + h) for h in allowed):
+        if any(host == h or host.endswith("." + h) for h in self.document_hosts):
             return ""
         return (f"not fetched: host {host!r} is neither ICE's nor the start URL's "
                 "(add it to DOCUMENT_HOSTS if it is a real source)")
