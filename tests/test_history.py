@@ -19,8 +19,8 @@ import pytest
 from tests.conftest import SHEETS, parsed_sheet
 from tests.test_sheets import count_data_rows
 from tracking287g import archive, exports
-from tracking287g.backfill import backfill, history_row
-from tracking287g.history import CHANGE_KINDS, History, match_key, spelling_key
+from tracking287g.backfill import backfill
+from tracking287g.history import CHANGE_KINDS, History, history_row, match_key, spelling_key
 from tracking287g.normalize import CANONICAL_MODELS, normalize_row
 
 PROJECT = Path(__file__).resolve().parent.parent

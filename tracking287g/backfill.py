@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tracking287g import archive
 from tracking287g.discovery import list_of
-from tracking287g.history import History, Row
-from tracking287g.normalize import NormalisedRow, normalize_row
+from tracking287g.history import History, history_row
+from tracking287g.normalize import normalize_row
 from tracking287g.sheets import parse_workbook
 
 logger = logging.getLogger(__name__)
@@ -35,20 +35,6 @@ class BackfillResult:
     skipped: int
     changes: int
     suspects: list[str]
-
-
-def history_row(list_name: str, row_number: int, row: NormalisedRow,
-                documents: dict[str, dict] | None = None) -> Row:
-    """A history row from a normalised sheet row and what became of its documents."""
-    documents = documents or {}
-    moa, addendum = documents.get(row.moa_url, {}), documents.get(row.addendum_url, {})
-    return Row(
-        list_name=list_name, row_number=row_number, state=row.state, agency=row.agency,
-        agency_type=row.agency_type, county=row.county, model=row.model,
-        signed_date=row.signed_date, moa_status=row.moa_status, moa_url=row.moa_url,
-        addendum_url=row.addendum_url, moa_sha256=moa.get("checksum", ""),
-        addendum_sha256=addendum.get("checksum", ""), moa_path=moa.get("path", ""),
-        addendum_path=addendum.get("path", ""), notes="; ".join(row.notes), raw=row.raw)
 
 
 def folders(source: Path) -> list[tuple[dt.datetime, Path]]:

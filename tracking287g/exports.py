@@ -16,8 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from tracking287g.history import History, Row
-
-LISTS = ("participating", "pending")
+from tracking287g.sheets import LISTS
 
 ROW_COLUMNS = (
     "list", "sheet", "row_number", "agreement_id", "state", "agency", "agency_type", "county",

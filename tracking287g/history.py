@@ -19,9 +19,8 @@ import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from tracking287g.normalize import AgreementFields
+from tracking287g.normalize import AgreementFields, NormalisedRow
 
-LISTS = ("participating", "pending")
 CHANGE_KINDS = ("added", "removed", "renamed", "corrected", "document_published",
                 "document_replaced", "superseded", "promoted", "withdrawn")
 
@@ -118,6 +117,20 @@ class Row(AgreementFields):
     notes: str = ""
     raw: dict = field(default_factory=dict)
     agreement_id: str = ""
+
+
+def history_row(list_name: str, row_number: int, row: NormalisedRow,
+                documents: dict[str, dict] | None = None) -> Row:
+    """A history row from a normalised sheet row and what became of its documents."""
+    documents = documents or {}
+    moa, addendum = documents.get(row.moa_url, {}), documents.get(row.addendum_url, {})
+    return Row(
+        list_name=list_name, row_number=row_number, state=row.state, agency=row.agency,
+        agency_type=row.agency_type, county=row.county, model=row.model,
+        signed_date=row.signed_date, moa_status=row.moa_status, moa_url=row.moa_url,
+        addendum_url=row.addendum_url, moa_sha256=moa.get("checksum", ""),
+        addendum_sha256=addendum.get("checksum", ""), moa_path=moa.get("path", ""),
+        addendum_path=addendum.get("path", ""), notes="; ".join(row.notes), raw=row.raw)
 
 
 @dataclass

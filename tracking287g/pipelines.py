@@ -17,11 +17,10 @@ from scrapy.pipelines.media import FileException
 from scrapy.utils.defer import ensure_awaitable
 
 from tracking287g import archive, errors, exports
-from tracking287g.backfill import history_row
 from tracking287g.discovery import published_name
-from tracking287g.history import History
+from tracking287g.history import History, history_row
 from tracking287g.items import AgreementRow, ArchivedAgreementItem, MissingListItem, SheetItem
-from tracking287g.sheets import describe_bytes
+from tracking287g.sheets import LISTS, describe_bytes
 from tracking287g.spiders.ice287g import FATAL_STAT
 
 logger = logging.getLogger(__name__)
@@ -332,7 +331,7 @@ def collect_failures(rows: dict[str, list[AgreementRow]], missing: dict[str, Mis
         if item.reason == "failed":
             failures.append({"list": item.list_name, "state": "", "agency": "",
                              "row_number": "", "url": item.url, "reason": item.detail})
-    sources = [(name, row) for name in ("participating", "pending")
+    sources = [(name, row) for name in LISTS
                for row in sorted(rows[name], key=lambda r: r.row_number)]
     sources += [("archive", entry) for entry in archived]
     for list_name, source in sources:

@@ -13,7 +13,6 @@ import zipfile
 from dataclasses import dataclass
 
 import openpyxl
-from openpyxl.cell.cell import MergedCell
 from openpyxl.utils.cell import range_boundaries
 
 LISTS = ("participating", "pending")
@@ -118,13 +117,19 @@ def _attributes(tag: str) -> dict[str, str]:
             for name, value in re.findall(r'([\w:]+)="([^"]*)"', tag)}
 
 
+def _relationships(archive: zipfile.ZipFile, part: str) -> dict[str, str]:
+    """A .rels part's relationship id -> target (empty when the part is absent)."""
+    try:
+        xml = archive.read(part).decode("utf-8")
+    except KeyError:
+        return {}
+    return {attributes.get("Id"): attributes.get("Target", "")
+            for attributes in map(_attributes, re.findall(r"<Relationship\b[^>]*>", xml))}
+
+
 def _worksheet_parts(archive: zipfile.ZipFile) -> list[str]:
     """The workbook's worksheet XML paths, in the workbook's order."""
-    relations = {}
-    for tag in re.findall(r"<Relationship\b[^>]*>", archive.read(
-            "xl/_rels/workbook.xml.rels").decode("utf-8")):
-        attributes = _attributes(tag)
-        relations[attributes.get("Id")] = attributes.get("Target", "")
+    relations = _relationships(archive, "xl/_rels/workbook.xml.rels")
     parts = []
     for tag in re.findall(r"<sheet\b[^>]*>", archive.read("xl/workbook.xml").decode("utf-8")):
         target = relations.get(_attributes(tag).get("id"), "")
@@ -135,14 +140,7 @@ def _worksheet_parts(archive: zipfile.ZipFile) -> list[str]:
 def _hyperlinks(archive: zipfile.ZipFile, part: str, xml: str) -> dict[tuple[int, int], str]:
     """(row, column) -> hyperlink target, ranges expanded, read from the sheet's XML."""
     folder, name = part.rsplit("/", 1)
-    try:
-        rels_xml = archive.read(f"{folder}/_rels/{name}.rels").decode("utf-8")
-    except KeyError:
-        rels_xml = ""
-    targets = {}
-    for tag in re.findall(r"<Relationship\b[^>]*>", rels_xml):
-        attributes = _attributes(tag)
-        targets[attributes.get("Id")] = attributes.get("Target", "")
+    targets = _relationships(archive, f"{folder}/_rels/{name}.rels")
     links = {}
     for tag in re.findall(r"<hyperlink\b[^>]*>", xml):
         attributes = _attributes(tag)
@@ -193,7 +191,7 @@ def _read_full(body: bytes):
             for cell in row_cells:
                 source = merged.get((cell.row, cell.column), cell)
                 values.append(source.value)
-                link = source.hyperlink if not isinstance(source, MergedCell) else None
+                link = source.hyperlink  # a merged cell's is its top-left cell's
                 if link is not None and (link.target or "").strip():
                     links[(cell.row, cell.column)] = link.target.strip()
             rows.append(tuple(values))

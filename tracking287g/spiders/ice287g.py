@@ -167,6 +167,10 @@ class Ice287gSpider(scrapy.Spider):
             return
         self.logger.info("%s sheet %s: %d rows (columns %s)", link.list_name, name,
                          len(parsed.rows), ", ".join(parsed.columns.values()))
+        if parsed.missing_optional:
+            self.logger.warning("%s sheet %s has no %s column: those fields stay empty",
+                                link.list_name, name,
+                                ", ".join(f.upper() for f in parsed.missing_optional))
         yield SheetItem(
             list_name=link.list_name,
             url=response.url,
