@@ -1,5 +1,7 @@
 """The benchmark: one command builds a synthetic mirror of ICE's site, serves it from a real
-web server on 127.0.0.1 and measures our crawls beside two baselines.
+web server on 127.0.0.1 and measures our crawls beside three baselines doing the same job:
+sequential requests, aiohttp, and bare Scrapy with its stock FilesPipeline (the floor of the
+framework we build on).
 
     python bench/run.py --agreements 2500 --pdf-kb 100 --concurrency 16
 
@@ -178,6 +180,10 @@ def main() -> None:
                 [sys.executable, str(BENCH / "baseline_aiohttp.py"),
                  f"{base}/identify-and-arrest/287g", str(folder / "aiohttp"),
                  str(args.concurrency)], log)
+            results["bare Scrapy FilesPipeline"] = measure(
+                [sys.executable, str(BENCH / "baseline_scrapy.py"),
+                 f"{base}/identify-and-arrest/287g", str(folder / "scrapy"),
+                 str(args.concurrency)], log)
         sheet_seconds = parse_time(site / SHEET)
         backfill = folder / "backfill"
         results["backfill (real archive)"] = measure(
@@ -190,16 +196,19 @@ def main() -> None:
     print(f"\nN = {args.agreements} agreements, {args.pdf_kb} KB PDFs, concurrency "
           f"{args.concurrency}, served by {kind}, {os.cpu_count()} cores\n")
     header = (f"{'run':<26}{'wall s':>8}{'CPU s':>8}{'RSS MB':>8}{'requests':>10}"
-              f"{'MB':>9}{'PDF req':>9}{'vs seq':>8}{'vs aio':>8}")
+              f"{'MB':>9}{'PDF req':>9}{'vs seq':>8}{'vs aio':>8}{'vs Scrapy':>10}")
     print(header)
     print("-" * len(header))
     seq = results.get("sequential requests", {}).get("wall")
     aio = results.get("aiohttp", {}).get("wall")
+    floor = results.get("bare Scrapy FilesPipeline", {}).get("wall")
     for name, r in results.items():
         vs_seq = f"{r['wall'] / seq:.2f}x" if seq else "-"
         vs_aio = f"{r['wall'] / aio:.2f}x" if aio else "-"
+        vs_floor = f"{r['wall'] / floor:.2f}x" if floor else "-"
         print(f"{name:<26}{r['wall']:>8.2f}{r['cpu']:>8.2f}{r['rss']:>8.0f}{r['requests']:>10}"
-              f"{r['bytes'] / 1e6:>9.1f}{r['pdf_requests']:>9}{vs_seq:>8}{vs_aio:>8}")
+              f"{r['bytes'] / 1e6:>9.1f}{r['pdf_requests']:>9}{vs_seq:>8}{vs_aio:>8}"
+              f"{vs_floor:>10}")
     print(f"\nparse + normalise of the {args.agreements}-row participating sheet: "
           f"{sheet_seconds:.3f} s (best of 3)")
     shutil.rmtree(folder, ignore_errors=True)

@@ -22,6 +22,7 @@ from tracking287g import archive, exports
 from tracking287g.backfill import backfill
 from tracking287g.history import CHANGE_KINDS, History, history_row, match_key, spelling_key
 from tracking287g.normalize import CANONICAL_MODELS, normalize_row
+from tracking287g.sheets import SheetError
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -292,3 +293,18 @@ def test_backfill_command(tmp_path):
         "tracking287g: backfill failed: the archive already has snapshots up to "
         "2025-07-15T15:17:33+00:00, later than sheets_20250519_024922; snapshots go in time "
         "order: backfill into a new archive (-s FILES_STORE=DIR)")
+
+
+def test_a_damaged_sheet_stops_a_backfill_before_it_records_anything_and_names_the_file(
+        tmp_path):
+    source = tmp_path / "sheets"
+    for folder in sorted(p.name for p in SHEETS.iterdir())[:3]:
+        shutil.copytree(SHEETS / folder, source / folder)
+    damaged = sorted(source.glob("*/*.xlsx"))[0]
+    damaged.write_bytes(b"PK\x03\x04 damaged in transit")
+    root = tmp_path / "archive"
+    db = archive.connect(root)
+    with pytest.raises(SheetError, match=rf"^{re.escape(str(damaged))}: expected a readable"):
+        backfill(source, root, History(db), archive.Manifest(db),
+                 archive.AtomicFSFilesStore(str(root)))
+    assert db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import os
 import re
@@ -147,16 +148,26 @@ class AtomicFSFilesStore(FSFilesStore):
         return deferToThread(self._write, path, buf)
 
     def _write(self, path, buf) -> None:
+        if not self.store_new(path, buf.getvalue()):
+            raise FileExistsError(errno.EEXIST, "another file is archived there", path)
+
+    def store_new(self, path: str, body: bytes) -> bool:
+        """Store `body` at `path` unless another file is there. True when `path` now holds
+        `body`: written now, or already there because a killed crawl stored it but never
+        recorded it. A crawl runs this in a thread."""
         absolute_path = self._get_filesystem_path(path)
         absolute_path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.incoming / f"{os.getpid()}-{uuid.uuid4().hex}.part"
         try:
             with open(temporary, "wb") as handle:
-                handle.write(buf.getvalue())
+                handle.write(body)
                 handle.flush()
                 os.fsync(handle.fileno())
             # link() fails when the target exists: an archived file is never replaced.
             os.link(temporary, absolute_path)
+            return True
+        except FileExistsError:
+            return absolute_path.read_bytes() == body
         finally:
             temporary.unlink(missing_ok=True)
 

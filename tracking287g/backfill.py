@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 
 from tracking287g import archive
 from tracking287g.discovery import list_of
-from tracking287g.history import History, history_row
+from tracking287g.history import History, Row, history_row
 from tracking287g.normalize import normalize_row
-from tracking287g.sheets import parse_workbook
+from tracking287g.sheets import SheetError, parse_workbook
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ def backfill(source: Path, root: Path, history: History, manifest: archive.Manif
     """Import every snapshot under `source` into the archive at `root`."""
     latest = history.last_time() or ""
     result = BackfillResult(0, 0, 0, [])
+    todo = []
     for when, folder in folders(source):
         if _imported(history, when, folder):
             result.skipped += 1
@@ -64,26 +68,26 @@ def backfill(source: Path, root: Path, history: History, manifest: archive.Manif
             raise BackfillError(
                 f"the archive already has snapshots up to {latest}, later than {folder.name}; "
                 "snapshots go in time order: backfill into a new archive (-s FILES_STORE=DIR)")
+        todo.append((when, folder))
+    # Other processes read and normalise the sheets ahead; history is recorded here, one
+    # snapshot after another.
+    for (when, folder), found in zip(todo, _in_parallel(read_folder, [f for _, f in todo]),
+                                     strict=True):
         sheets, rows = {}, {}
-        for path in sorted(folder.glob("*.xlsx")):
-            list_name = list_of(path.name)
-            if list_name is None:
-                logger.warning("Skipping %s: not a participating or pending sheet", path)
+        for sheet in found:
+            if sheet.list_name is None:
+                logger.warning("Skipping %s: not a participating or pending sheet", sheet.path)
                 continue
-            body = path.read_bytes()
-            sha256 = archive.sha256_hex(body)
-            parsed = parse_workbook(body, list_name)
-            known = manifest.by_sha256(sha256)
-            stored = known.path if known else archive.sheet_path(when, path.name)
+            known = manifest.by_sha256(sheet.sha256)
+            stored = known.path if known else archive.sheet_path(when, sheet.path.name)
             if not known:
-                store.persist_file(stored, BytesIO(body), info=None)
-            manifest.record(url=f"backfill:{folder.name}/{path.name}", kind="sheet",
-                            published_name=path.name, sha256=sha256, size=len(body),
-                            last_modified="", path=stored, now=when)
-            sheets[list_name] = {"sha256": sha256, "published_name": path.name, "path": stored}
-            rows[list_name] = [history_row(list_name, raw.row_number,
-                                           normalize_row(raw.values, raw.links))
-                               for raw in parsed.rows]
+                store.persist_file(stored, BytesIO(sheet.path.read_bytes()), info=None)
+            manifest.record(url=f"backfill:{folder.name}/{sheet.path.name}", kind="sheet",
+                            published_name=sheet.path.name, sha256=sheet.sha256,
+                            size=sheet.size, last_modified="", path=stored, now=when)
+            sheets[sheet.list_name] = {"sha256": sheet.sha256, "path": stored,
+                                       "published_name": sheet.path.name}
+            rows[sheet.list_name] = sheet.rows
         # A list missing from a folder was unchanged: record that it was seen again.
         for list_name in ("participating", "pending"):
             if list_name not in sheets and sheets:
@@ -100,6 +104,48 @@ def backfill(source: Path, root: Path, history: History, manifest: archive.Manif
         result.changes += len(changes)
         result.suspects += [f"{folder.name}: {name}: {why}" for name, why in suspects.items()]
     return result
+
+
+@dataclass
+class SheetRead:
+    path: Path
+    list_name: str | None  # None: not a participating or pending sheet
+    sha256: str = ""
+    size: int = 0
+    rows: list[Row] = field(default_factory=list)
+
+
+def read_folder(folder: Path) -> list[SheetRead]:
+    """Read and normalise the sheets of one snapshot folder (in a worker process)."""
+    found = []
+    for path in sorted(folder.glob("*.xlsx")):
+        list_name = list_of(path.name)
+        if list_name is None:
+            found.append(SheetRead(path, None))
+            continue
+        body = path.read_bytes()
+        try:
+            parsed = parse_workbook(body, list_name)
+        except SheetError as exc:
+            raise SheetError(f"{path}: {exc}") from None
+        rows = [history_row(list_name, raw.row_number, normalize_row(raw.values, raw.links))
+                for raw in parsed.rows]
+        found.append(SheetRead(path, list_name, archive.sha256_hex(body), len(body), rows))
+    return found
+
+
+def _in_parallel(function, items: list) -> Iterator:
+    """function(item) for each item, in order, computed ahead by one process per core."""
+    workers = min(len(items), os.cpu_count() or 1)
+    if workers < 2:
+        yield from map(function, items)
+        return
+    # The workers run at a lower priority: the caller, using what they make, sets the pace.
+    pool = ProcessPoolExecutor(workers, initializer=os.nice, initargs=(10,))
+    try:
+        yield from pool.map(function, items)
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _imported(history: History, when: dt.datetime, folder: Path) -> bool:

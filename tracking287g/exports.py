@@ -152,13 +152,12 @@ def timeseries_rows(history: History) -> list[dict]:
 
 def plots(timeseries: list[dict], lists: dict[str, list[dict]]) -> dict[str, bytes]:
     """PNG plots: participating agreements over time by model; the states with the most."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Figure without pyplot: no global state, and a third less to import.
+    from matplotlib.figure import Figure
 
     result = {}
-    figure, axes = plt.subplots(figsize=(9, 5))
+    figure = Figure(figsize=(9, 5))
+    axes = figure.subplots()
     for label, points in sorted(plotted_series(timeseries).items()):
         when = [dt.datetime.fromisoformat(p[0]) for p in points]
         axes.step(when, [p[1] for p in points], where="post", marker=".", label=label)
@@ -167,19 +166,20 @@ def plots(timeseries: list[dict], lists: dict[str, list[dict]]) -> dict[str, byt
     axes.legend()
     axes.grid(alpha=0.3)
     figure.autofmt_xdate()
-    result["agreements_by_model.png"] = _png(figure, plt)
+    result["agreements_by_model.png"] = _png(figure)
 
     agreements = {}
     for row in lists["participating"]:
         agreements.setdefault(row["agreement_id"], row)
     top = Counter(row["state"] for row in agreements.values()).most_common(15)[::-1]
-    figure, axes = plt.subplots(figsize=(9, 6))
+    figure = Figure(figsize=(9, 6))
+    axes = figure.subplots()
     axes.barh([state.title() for state, _ in top], [count for _, count in top])
     axes.set_title("States with the most 287(g) participating agreements")
     axes.set_xlabel("agreements")
     for index, (_, count) in enumerate(top):
         axes.text(count, index, f" {count}", va="center")
-    result["top_states.png"] = _png(figure, plt)
+    result["top_states.png"] = _png(figure)
     return result
 
 
@@ -212,12 +212,11 @@ def write_plots(folder: Path, timeseries: list[dict], lists: dict[str, list[dict
     return written
 
 
-def _png(figure, plt) -> bytes:
+def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.tight_layout()
     # No timestamp in the file, so an unchanged plot is an unchanged file.
     figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    plt.close(figure)
     return buffer.getvalue()
 
 

@@ -139,11 +139,27 @@ class Instance:
 
     rows: list[Row]
     agreement_id: str = ""
+    # The row that says most: the first with a document if any, else the first. Kept up to
+    # date by add(): matching asks for it hundreds of thousands of times in a backfill.
+    best: Row | None = field(default=None, init=False, repr=False, compare=False)
 
-    @property
-    def best(self) -> Row:
-        """The row that says most: one with a document if any, else the first."""
-        return next((r for r in self.rows if r.moa_url), self.rows[0])
+    def __post_init__(self) -> None:
+        rows, self.rows = self.rows, []
+        for row in rows:
+            self.add(row)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        if self.best is None or (row.moa_url and not self.best.moa_url):
+            self.best = row
+
+    # The fields matching reads most, spared __getattr__'s failed lookup first.
+    state = property(lambda self: self.best.state)
+    model = property(lambda self: self.best.model)
+    agency = property(lambda self: self.best.agency)
+    signed_date = property(lambda self: self.best.signed_date)
+    moa_url = property(lambda self: self.best.moa_url)
+    moa_sha256 = property(lambda self: self.best.moa_sha256)
 
     def __getattr__(self, name):
         return getattr(self.best, name)
@@ -203,7 +219,7 @@ def group_instances(rows: list[Row]) -> list[Instance]:
             instance = Instance([])
             by_key[key].append(instance)
             instances.append(instance)
-        instance.rows.append(row)
+        instance.add(row)
     return instances
 
 
@@ -376,6 +392,10 @@ class History:
         self.missing_after = missing_after
         self.shrink_limit = shrink_limit
         self.withdrawn_after = dt.timedelta(days=withdrawn_after_days)
+        # The rows this object last stored, per list: the next record() compares with them,
+        # and decoding them again from JSON was a third of a backfill. Never mutated.
+        self._stored: dict[str, tuple[int, list[Row]]] = {}
+        self._encoded: dict[int, tuple[Row, str]] = {}  # JSON of this record()'s rows
         db.executescript(self.SCHEMA)
 
     # Reading
@@ -389,6 +409,9 @@ class History:
 
     def snapshot_rows(self, snapshot: sqlite3.Row) -> list[Row]:
         source = snapshot["rows_from"] or snapshot["id"]
+        stored_id, rows = self._stored.get(snapshot["list_name"], (None, []))
+        if stored_id == source:
+            return list(rows)
         return [Row(**{**json.loads(r["data"]), "agreement_id": r["agreement_id"]})
                 for r in self.db.execute(
                     "SELECT * FROM snapshot_rows WHERE snapshot_id = ? ORDER BY row_number",
@@ -425,6 +448,15 @@ class History:
 
         Returns the changes and, per list, why the snapshot was held as suspect.
         """
+        try:
+            return self._record(taken_at, sheets, rows)
+        except BaseException:
+            self._stored.clear()  # rolled back: SQLite may give the same ids again
+            raise
+        finally:
+            self._encoded.clear()
+
+    def _record(self, taken_at, sheets, rows):
         stamp = taken_at.isoformat()
         suspects: dict[str, str] = {}
         unchanged_withdrawals: list[Change] = []
@@ -519,12 +551,21 @@ class History:
              sheet.get("path", ""), row_count, rows_from, reason)).lastrowid
 
     def _store_rows(self, snapshot_id: int, rows: list[Row]) -> None:
+        rows = sorted(rows, key=lambda r: r.row_number)
         self.db.executemany(
             "INSERT INTO snapshot_rows (snapshot_id, row_number, agreement_id, data) "
             "VALUES (?, ?, ?, ?)",
-            [(snapshot_id, r.row_number, r.agreement_id,
-              json.dumps({k: v for k, v in vars(r).items() if k != "agreement_id"}))
-             for r in sorted(rows, key=lambda r: r.row_number)])
+            [(snapshot_id, r.row_number, r.agreement_id, self._json(r)) for r in rows])
+        if rows:
+            self._stored[rows[0].list_name] = (snapshot_id, rows)
+
+    def _json(self, row: Row) -> str:
+        """The row as JSON without its agreement_id (which is a column of its own)."""
+        key = id(row)
+        if self._encoded.get(key, (None,))[0] is not row:
+            data = {k: v for k, v in vars(row).items() if k != "agreement_id"}
+            self._encoded[key] = (row, json.dumps(data))
+        return self._encoded[key][1]
 
     def _new_id(self, row: Row) -> str:
         code = STATE_CODES.get(row.state, slug(row.state).upper()[:6] or "XX")
@@ -541,7 +582,8 @@ class History:
         instance.agreement_id = agreement_id
         for row in instance.rows:
             row.agreement_id = agreement_id
-        latest = json.dumps(vars(instance.best))
+        # The row as JSON with its agreement_id last, as json.dumps(vars(row)) writes it.
+        latest = f'{self._json(instance.best)[:-1]}, "agreement_id": {json.dumps(agreement_id)}}}'
         self.db.execute(
             "INSERT INTO agreements (agreement_id, list_name, first_seen, last_seen, absent, "
             "latest) VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (agreement_id) DO UPDATE SET "

@@ -14,7 +14,8 @@ from itemadapter import ItemAdapter
 from scrapy import Request
 from scrapy.pipelines.files import FilesPipeline
 from scrapy.pipelines.media import FileException
-from scrapy.utils.defer import ensure_awaitable
+from scrapy.utils.defer import ensure_awaitable, maybe_deferred_to_future
+from twisted.internet.threads import deferToThread
 
 from tracking287g import archive, errors, exports
 from tracking287g.discovery import published_name
@@ -112,23 +113,27 @@ class ArchivePipeline(FilesPipeline):
     async def _persist(self, path: str, body: bytes) -> str:
         """Store `body` at `path`, or beside it when that path already holds another file."""
         candidate, number = path, 1
-        while True:
-            if not self.manifest.path_taken(candidate):
-                stat = await self._stat(candidate)
-                if not stat:
-                    break
-                if stat.get("checksum") == hashlib.md5(body).hexdigest():  # the stores' checksum
-                    # Stored by a crawl that was killed before it could record it.
-                    return candidate
+        while self.manifest.path_taken(candidate) or not await self._store_at(candidate, body):
             number += 1
             candidate = archive.with_suffix_number(path, number)
-        try:
-            await ensure_awaitable(
-                self.store.persist_file(candidate, BytesIO(body), self.spiderinfo))
-        except OSError as exc:
-            raise FileException(f"could not store {candidate}: {exc.strerror or exc}; "
-                                "check the archive's disk") from exc
         return candidate
+
+    async def _store_at(self, path: str, body: bytes) -> bool:
+        """True when `path` now holds `body`, False when another file is there."""
+        try:
+            if isinstance(self.store, archive.AtomicFSFilesStore):
+                # One thread hop checks, writes and syncs; the reactor goes on meanwhile.
+                return await maybe_deferred_to_future(
+                    deferToThread(self.store.store_new, path, body))
+            stat = await self._stat(path)
+            if stat:
+                # Stored by a crawl that was killed before it could record it?
+                return stat.get("checksum") == hashlib.md5(body).hexdigest()  # stores' checksum
+            await ensure_awaitable(self.store.persist_file(path, BytesIO(body), self.spiderinfo))
+            return True
+        except OSError as exc:
+            raise FileException(f"could not store {path}: {exc.strerror or exc}; "
+                                "check the archive's disk") from exc
 
     # Documents: FilesPipeline's hooks, driven by the manifest.
 
@@ -184,7 +189,8 @@ class ArchivePipeline(FilesPipeline):
 
     async def _archive_document(self, response, request) -> dict:
         body = response.body
-        sha256 = archive.sha256_hex(body)
+        # hashlib releases the GIL: a thread hashes a large PDF while the reactor goes on.
+        sha256 = await maybe_deferred_to_future(deferToThread(archive.sha256_hex, body))
         name = published_name(response.headers.get("Content-Disposition"), response.url)
         existing = self.manifest.by_sha256(sha256)
         if existing:

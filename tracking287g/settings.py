@@ -82,6 +82,10 @@ EXTENSIONS = {
 }
 # How often the log reports documents done of total, rate and time left (seconds).
 PROGRESS_INTERVAL = 60.0
+# An unattended daily crawl needs no console that runs code in it (Scrapy starts a telnet
+# console and, since 2.19, an HTTP "remote control"); turn one on with -s to debug a crawl.
+TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
 
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO")  # default DEBUG logs every request
 
