@@ -9,6 +9,7 @@ import zipfile
 
 import openpyxl
 import pytest
+import python_calamine
 
 from tests.conftest import LATEST_PARTICIPATING, LATEST_PENDING, SHEETS, parsed_sheet
 from tracking287g.sheets import SheetError, _read_fast, parse_workbook
@@ -71,6 +72,17 @@ def test_values_of_every_type_read_as_openpyxl_reads_them():
     [(_, _, values, _)] = _read_fast(out.getvalue())
     assert trimmed(values) == openpyxl_values(out.getvalue())
     assert values[1][2] == "#N/A" and values[0][1] == 45700 and type(values[0][1]) is int
+
+
+def test_a_workbook_calamine_cannot_read_is_read_by_openpyxl(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise python_calamine.CalamineError("unsupported")
+
+    expected = parsed_sheet(LATEST_PARTICIPATING)
+    monkeypatch.setattr(python_calamine.CalamineWorkbook, "from_filelike", refuse)
+    parsed = parse_workbook((SHEETS / LATEST_PARTICIPATING).read_bytes(), "participating")
+    assert [(r.row_number, r.values, r.links) for r in parsed.rows] == [
+        (r.row_number, r.values, r.links) for r in expected.rows]
 
 
 def test_blank_rows_at_the_end_are_skipped():

@@ -3,8 +3,9 @@
 Cell values come from python-calamine (a Rust reader, about 15 times faster than openpyxl's
 read-only mode), given the types openpyxl gives. Hyperlinks, which is where ICE keeps the
 agreement links, and error cells (#N/A), which calamine reads as empty, come from the
-worksheet's XML. A worksheet with merged cells is read with openpyxl's normal mode, which
-gives every cell of a merged range its value and link.
+worksheet's XML. openpyxl reads what calamine should not: its read-only mode a worksheet too
+large for calamine's dense grid or a file calamine cannot read, its normal mode a worksheet
+with merged cells (every cell of a merged range gets the range's value and link).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import io
 import re
 import zipfile
 from dataclasses import dataclass
+from xml.etree.ElementTree import ParseError
 
 import python_calamine
 
@@ -123,10 +125,14 @@ def _cell(reference: str) -> tuple[int, int]:
     match = _CELL.fullmatch(reference.strip().upper())
     if not match:
         raise ValueError(f"expected a cell reference like D11, found {reference!r}")
-    column = 0
-    for letter in match.group(1):
-        column = column * 26 + ord(letter) - ord("A") + 1
-    return int(match.group(2)), column
+    return int(match.group(2)), _column(match.group(1))
+
+
+def _column(letters: str) -> int:
+    number = 0
+    for letter in letters.upper():
+        number = number * 26 + ord(letter) - ord("A") + 1
+    return number
 
 
 def _attributes(tag: str) -> dict[str, str]:
@@ -198,31 +204,78 @@ def _as_openpyxl(value):
     return value
 
 
-def _read_fast(body: bytes):
-    """Worksheets as (title, first row number, value rows, links), values from calamine.
+# calamine holds a worksheet as a dense grid from A1 to its last cell: one stray cell far
+# off (XFD1048576) would ask for billions. Larger worksheets are read by openpyxl, streaming.
+_MAX_CALAMINE_CELLS = 2_000_000
 
-    None when a worksheet has merged cells, which need openpyxl's normal mode."""
+
+def _extent(xml: str) -> int:
+    """How many cells a dense grid of the worksheet holds (rows times columns)."""
+    cells = re.findall(r'<c\b[^>]*?\br="\$?([A-Za-z]+)\$?([0-9]+)"', xml)
+    rows = max((int(row) for _, row in cells), default=0)
+    rows = max(rows, *map(int, re.findall(r'<row\b[^>]*?\br="([0-9]+)"', xml)), 0)
+    columns = max(map(_column, {letters for letters, _ in cells}), default=0)
+    return rows * columns
+
+
+def _calamine_values(body: bytes, parts, xmls) -> list[list[tuple]] | None:
+    """Each worksheet's rows from calamine, typed as openpyxl types them; None when
+    calamine cannot read the workbook or a worksheet is too large for it."""
+    if any(_extent(xml) > _MAX_CALAMINE_CELLS for xml in xmls):
+        return None
+    try:
+        workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(body))
+        grids = [workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
+                 for name, _ in parts]
+        workbook.close()
+    except python_calamine.CalamineError:
+        return None
+    except BaseException as exc:
+        # A Rust panic on a malformed file (pyo3's PanicException is a BaseException).
+        if type(exc).__name__ != "PanicException":
+            raise
+        return None
+    result = []
+    for xml, grid in zip(xmls, grids, strict=True):
+        rows = [[_as_openpyxl(value) for value in row] for row in grid]
+        for (row, col), text in _error_cells(xml).items():
+            if row <= len(rows) and col <= len(rows[row - 1]):
+                rows[row - 1][col - 1] = text
+        result.append([tuple(row) for row in rows])
+    return result
+
+
+def _openpyxl_values(body: bytes) -> list[list[tuple]]:
+    """Each worksheet's rows from openpyxl's read-only mode: streaming, and slower."""
+    import openpyxl  # only here: importing it costs a tenth of a second on every crawl
+
+    workbook = openpyxl.load_workbook(io.BytesIO(body), read_only=True, data_only=True)
+    result = []
+    for ws in workbook.worksheets:
+        ws.reset_dimensions()  # ICE's files can carry wrong dimensions
+        result.append(list(ws.iter_rows(values_only=True)))
+    workbook.close()
+    return result
+
+
+def _read_fast(body: bytes):
+    """Worksheets as (title, first row number, value rows, links); the links, which
+    both readers drop, from the XML. None when a worksheet has merged cells, which need
+    openpyxl's normal mode."""
     archive = zipfile.ZipFile(io.BytesIO(body))
     parts = _worksheet_parts(archive)
     xmls = [archive.read(part).decode("utf-8") for _, part in parts]
     if any("<mergeCell " in xml for xml in xmls):
         return None
-    workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(body))
-    result = []
-    for (name, part), xml in zip(parts, xmls, strict=True):
-        rows = [[_as_openpyxl(value) for value in row]
-                for row in workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)]
-        for (row, col), text in _error_cells(xml).items():
-            if row <= len(rows) and col <= len(rows[row - 1]):
-                rows[row - 1][col - 1] = text
-        result.append((name, 1, [tuple(row) for row in rows], _hyperlinks(archive, part, xml)))
-    workbook.close()
-    return result
+    values = _calamine_values(body, parts, xmls) or _openpyxl_values(body)
+    return [(name, 1, rows, _hyperlinks(archive, part, xml))
+            for (name, part), xml, rows in zip(parts, xmls, values, strict=True)]
 
 
 def _read_full(body: bytes):
     """The same, with openpyxl's normal mode: merged cells give every cell their value."""
-    import openpyxl  # only here: importing it costs a tenth of a second on every crawl
+    import openpyxl
+
     workbook = openpyxl.load_workbook(io.BytesIO(body), data_only=True)
     result = []
     for ws in workbook.worksheets:
@@ -255,8 +308,7 @@ def parse_workbook(body: bytes, list_name: str) -> ParsedSheet:
         )
     try:
         worksheets = _read_fast(body) or _read_full(body)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError,
-            python_calamine.CalamineError) as exc:
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError, ParseError) as exc:
         raise SheetError(f"expected a readable Excel workbook, could not read it: {exc}; the "
                          "file is damaged or not a workbook: retry later") from exc
 

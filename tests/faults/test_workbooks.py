@@ -7,10 +7,11 @@ import re
 import zipfile
 
 import openpyxl
+import pytest
 
 from tests.mirror import SHEETS, MirrorServer, Route, rewrite_workbook
 from tests.test_crawl import exports_of, failure_line, read_csv, run_crawl
-from tracking287g.sheets import parse_workbook
+from tracking287g.sheets import SheetError, parse_workbook
 
 PARTICIPATING = SHEETS / "sheets_20250519_024922" / "participatingAgencies05162025am.xlsx"
 SHEET_PATH = "/doclib/about/offices/ero/287g/participatingAgencies05162025am.xlsx"
@@ -98,3 +99,37 @@ def test_merged_cells_in_a_crawl(tmp_path):
     assert read_csv(tmp_path / "data" / "failures.csv") == []
     rows = read_csv(tmp_path / "data" / "participating.csv")
     assert [r["state"] for r in rows[:3]] == [first_state] * 3
+
+
+def with_sheet_xml(body: bytes, edit) -> bytes:
+    """The workbook with its first worksheet's XML passed through edit(xml)."""
+    source = zipfile.ZipFile(io.BytesIO(body))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                data = edit(data.decode()).encode()
+            target.writestr(info, data)
+    return out.getvalue()
+
+
+def test_a_stray_cell_in_the_last_row_and_column_is_read_without_a_huge_grid():
+    # A cell typed far off once (XFD1048576) makes a dense reader ask for 17 billion cells
+    # (calamine aborts the process); such a sheet is read streaming, row by row.
+    def stray(xml):
+        row = '<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row>'
+        return xml.replace("</sheetData>", row + "</sheetData>")
+
+    body = with_sheet_xml(PARTICIPATING.read_bytes(), stray)
+    rows = parse_workbook(body, "participating").rows  # the test process survives it
+    expected = parse_workbook(PARTICIPATING.read_bytes(), "participating").rows
+    assert [(r.row_number, r.values, r.links) for r in rows] == [
+        (r.row_number, r.values, r.links) for r in expected]  # the stray row has no data
+
+
+def test_a_damaged_worksheet_is_a_one_line_sheet_error():
+    body = with_sheet_xml(PARTICIPATING.read_bytes(), lambda xml: xml[:len(xml) // 2])
+    with pytest.raises(SheetError, match=r"^expected a readable Excel workbook, could not "
+                                         r"read it: .*; the file is damaged or not a workbook"):
+        parse_workbook(body, "participating")
