@@ -6,9 +6,10 @@ import csv
 import io
 import re
 from collections import Counter
+from concurrent.futures import BrokenExecutor, Executor
 
 from tests.conftest import FIXTURES, parsed_sheet
-from tracking287g.exports import bar_chart, csv_text, neutralise, state_counts
+from tracking287g.exports import bar_chart, csv_text, neutralise, state_counts, write_plots
 from tracking287g.normalize import normalize_row
 
 PUBLISHED = FIXTURES / "original_tracker" / "agency_counts_20250521.md"
@@ -70,3 +71,19 @@ def test_formula_like_cells_are_neutralised_in_csv():
     assert [row["agency"] for row in csv.DictReader(io.StringIO(text))] == [
         "'=HYPERLINK(\"x\")", "'-1", "'@SUM(A1)", "Lee County"]
     assert neutralise(5) == 5
+
+
+class DeadWorker(Executor):
+    def submit(self, fn, /, *args, **kwargs):
+        raise BrokenExecutor("the worker process died")
+
+
+def test_plots_are_drawn_here_when_the_worker_drawing_them_died(tmp_path):
+    timeseries = [{"list": "participating", "group": group, "key": key,
+                   "snapshot_time": f"2025-07-{day:02d}T00:00:00+00:00", "agreements": count}
+                  for day, count in ((1, 800), (2, 810))
+                  for group, key in (("total", "all"), ("model", "Task Force Model"))]
+    lists = {"participating": [{"agreement_id": "TX-a", "state": "TEXAS"}], "pending": []}
+    written = write_plots(tmp_path, timeseries, lists, DeadWorker())
+    assert sorted(path.name for path in written) == ["agreements_by_model.png", "top_states.png"]
+    assert all(path.read_bytes().startswith(b"\x89PNG") for path in written)

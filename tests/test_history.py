@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import SHEETS, parsed_sheet
 from tests.test_sheets import count_data_rows
 from tracking287g import archive, exports
-from tracking287g.backfill import backfill
+from tracking287g.backfill import backfill, worker_pool
 from tracking287g.history import CHANGE_KINDS, History, history_row, match_key, spelling_key
 from tracking287g.normalize import CANONICAL_MODELS, normalize_row
 from tracking287g.sheets import SheetError
@@ -304,7 +304,8 @@ def test_a_damaged_sheet_stops_a_backfill_before_it_records_anything_and_names_t
     damaged.write_bytes(b"PK\x03\x04 damaged in transit")
     root = tmp_path / "archive"
     db = archive.connect(root)
-    with pytest.raises(SheetError, match=rf"^{re.escape(str(damaged))}: expected a readable"):
+    with (worker_pool(1) as readers,
+          pytest.raises(SheetError, match=rf"^{re.escape(str(damaged))}: expected a readable")):
         backfill(source, root, History(db), archive.Manifest(db),
-                 archive.AtomicFSFilesStore(str(root)))
+                 archive.AtomicFSFilesStore(str(root)), readers)
     assert db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 0

@@ -11,13 +11,12 @@ import datetime as dt
 import logging
 import os
 import re
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 
-from tracking287g import archive
+from tracking287g import archive, exports
 from tracking287g.discovery import list_of
 from tracking287g.history import History, Row, history_row
 from tracking287g.normalize import normalize_row
@@ -55,8 +54,11 @@ def folders(source: Path) -> list[tuple[dt.datetime, Path]]:
 
 
 def backfill(source: Path, root: Path, history: History, manifest: archive.Manifest,
-             store: archive.AtomicFSFilesStore) -> BackfillResult:
-    """Import every snapshot under `source` into the archive at `root`."""
+             store: archive.AtomicFSFilesStore, pool: Executor | None = None) -> BackfillResult:
+    """Import every snapshot under `source` into the archive at `root`.
+
+    With a `pool` (see worker_pool), its processes read and normalise the sheets ahead
+    while history is recorded here, one snapshot after another."""
     latest = history.last_time() or ""
     result = BackfillResult(0, 0, 0, [])
     todo = []
@@ -69,10 +71,8 @@ def backfill(source: Path, root: Path, history: History, manifest: archive.Manif
                 f"the archive already has snapshots up to {latest}, later than {folder.name}; "
                 "snapshots go in time order: backfill into a new archive (-s FILES_STORE=DIR)")
         todo.append((when, folder))
-    # Other processes read and normalise the sheets ahead; history is recorded here, one
-    # snapshot after another.
-    for (when, folder), found in zip(todo, _in_parallel(read_folder, [f for _, f in todo]),
-                                     strict=True):
+    reads = (pool.map if pool else map)(read_folder, [folder for _, folder in todo])
+    for (when, folder), found in zip(todo, reads, strict=True):
         sheets, rows = {}, {}
         for sheet in found:
             if sheet.list_name is None:
@@ -134,18 +134,19 @@ def read_folder(folder: Path) -> list[SheetRead]:
     return found
 
 
-def _in_parallel(function, items: list) -> Iterator:
-    """function(item) for each item, in order, computed ahead by one process per core."""
-    workers = min(len(items), os.cpu_count() or 1)
-    if workers < 2:
-        yield from map(function, items)
-        return
-    # The workers run at a lower priority: the caller, using what they make, sets the pace.
-    pool = ProcessPoolExecutor(workers, initializer=os.nice, initargs=(10,))
-    try:
-        yield from pool.map(function, items)
-    finally:
-        pool.shutdown(cancel_futures=True)
+def worker_pool(workers: int, *, plotting: bool = False) -> ProcessPoolExecutor:
+    """Processes that work for a backfill: reading sheets, or drawing the plots at the end
+    (`plotting`: matplotlib is imported at once, while there is time, not when they are due)."""
+    pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(plotting,))
+    pool.submit(os.getpid)  # the processes start now (the pool starts them on first use)
+    return pool
+
+
+def _start_worker(plotting: bool) -> None:
+    # A lower priority: the process recording history, using what workers make, sets the pace.
+    os.nice(10)
+    if plotting:
+        exports.import_plotting()
 
 
 def _imported(history: History, when: dt.datetime, folder: Path) -> bool:

@@ -6,6 +6,7 @@ series, plots, and the dataset README.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -13,6 +14,7 @@ import io
 import json
 import os
 from collections import Counter, defaultdict
+from concurrent.futures import BrokenExecutor, Executor
 from pathlib import Path
 
 from tracking287g.history import History, Row
@@ -150,6 +152,11 @@ def timeseries_rows(history: History) -> list[dict]:
     return rows
 
 
+def import_plotting() -> None:
+    """Import what plots() needs (a third of a second), e.g. in a worker ahead of time."""
+    import matplotlib.figure  # noqa: F401
+
+
 def plots(timeseries: list[dict], lists: dict[str, list[dict]]) -> dict[str, bytes]:
     """PNG plots: participating agreements over time by model; the states with the most."""
     # Figure without pyplot: no global state, and a third less to import.
@@ -195,8 +202,10 @@ def plotted_series(timeseries: list[dict]) -> dict[str, list[tuple[str, int]]]:
     return series
 
 
-def write_plots(folder: Path, timeseries: list[dict], lists: dict[str, list[dict]]) -> list[Path]:
-    """Draw the plots again only when what they show changed (matplotlib costs a second)."""
+def write_plots(folder: Path, timeseries: list[dict], lists: dict[str, list[dict]],
+                executor: Executor | None = None) -> list[Path]:
+    """Draw the plots again only when what they show changed (matplotlib costs a second);
+    in `executor`'s process when one is given."""
     shown = plotted_series(timeseries)
     states = sorted(Counter(r["state"] for r in {r["agreement_id"]: r for r in
                                                   lists["participating"]}.values()).items())
@@ -206,8 +215,14 @@ def write_plots(folder: Path, timeseries: list[dict], lists: dict[str, list[dict
     if (marker.exists() and marker.read_text() == digest
             and all((folder / name).exists() for name in names)):
         return []
-    written = [write_text(folder / name, image)
-               for name, image in plots(timeseries, lists).items()]
+    images = None
+    # A worker that died (killed, out of memory) leaves the drawing to this process.
+    with contextlib.suppress(BrokenExecutor):
+        if executor is not None:
+            images = executor.submit(plots, timeseries, lists).result()
+    if images is None:
+        images = plots(timeseries, lists)
+    written = [write_text(folder / name, image) for name, image in images.items()]
     write_text(marker, digest)
     return written
 
@@ -312,8 +327,10 @@ def dataset_readme(started: dt.datetime, lists: dict[str, list[dict]],
 
 def write_all(root: Path, history: History, started: dt.datetime, *,
               unpublished: set[str] = frozenset(), failures: list[dict] = (),
-              archived: list[dict] | None = None) -> list[Path]:
-    """Write every export from the history; `archived` replaces archived_agreements.csv."""
+              archived: list[dict] | None = None,
+              executor: Executor | None = None) -> list[Path]:
+    """Write every export from the history; `archived` replaces archived_agreements.csv;
+    `executor` draws the plots."""
     lists, snapshots = {}, {}
     for name in LISTS:
         lists[name], snapshots[name] = ([], None) if name in unpublished else current_rows(
@@ -337,7 +354,7 @@ def write_all(root: Path, history: History, started: dt.datetime, *,
     if archived is not None:
         written.append(write_text(data / "archived_agreements.csv",
                                   csv_text(ARCHIVED_COLUMNS, archived)))
-    written += write_plots(root / "plots", timeseries, lists)
+    written += write_plots(root / "plots", timeseries, lists, executor)
     statuses = Counter(row["status"] for row in agreements)
     readme = dataset_readme(started, lists, snapshots, set(unpublished), list(failures),
                             changes, statuses, latest if latest == latest_snapshot else None)

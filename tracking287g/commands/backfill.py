@@ -11,7 +11,7 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from tracking287g import archive, exports
-from tracking287g.backfill import BackfillError, backfill
+from tracking287g.backfill import BackfillError, backfill, worker_pool
 from tracking287g.commands.crawl import ArchiveLocked, lock_archive
 from tracking287g.history import History
 from tracking287g.sheets import SheetError
@@ -43,19 +43,24 @@ class Command(ScrapyCommand):
             self._fail(str(exc))
             return
         db = archive.connect(root)
+        # One process reads sheets ahead of the history (which takes twice as long), one
+        # imports matplotlib meanwhile and draws the plots at the end.
+        readers, plotter = worker_pool(1), worker_pool(1, plotting=True)
         try:
             history = History(db, settings.getint("HISTORY_MISSING_AFTER"),
                               settings.getfloat("HISTORY_SUSPECT_SHRINK"),
                               settings.getfloat("HISTORY_WITHDRAWN_AFTER_DAYS"))
             result = backfill(source, root, history, archive.Manifest(db),
-                              archive.AtomicFSFilesStore(str(root)))
+                              archive.AtomicFSFilesStore(str(root)), readers)
             if result.snapshots:
                 last = history.last_time()
-                exports.write_all(root, history, archive.parse_time(last))
+                exports.write_all(root, history, archive.parse_time(last), executor=plotter)
         except (BackfillError, SheetError) as exc:
             self._fail(str(exc))
             return
         finally:
+            for pool in (readers, plotter):
+                pool.shutdown(cancel_futures=True)
             db.close()
             os.close(lock)
         print(f"tracking287g: imported {result.snapshots} snapshots ({result.skipped} already "
