@@ -83,7 +83,7 @@ EXTENSIONS = {
 # How often the log reports documents done of total, rate and time left (seconds).
 PROGRESS_INTERVAL = 60.0
 # An unattended daily crawl needs no console that runs code in it (Scrapy starts a telnet
-# console and, since 2.19, an HTTP "remote control"); turn one on with -s to debug a crawl.
+# console and, in recent versions, an HTTP "remote control"); turn one on with -s to debug.
 TELNETCONSOLE_ENABLED = False
 REMOTE_CONTROL_ENABLED = False
 
