@@ -184,12 +184,11 @@ def _hyperlinks(archive: zipfile.ZipFile, part: str, xml: str) -> dict[tuple[int
 def _error_cells(xml: str) -> dict[tuple[int, int], str]:
     """(row, column) -> the text of an error cell (#N/A and the like)."""
     errors = {}
-    for attributes, content in re.findall(r"<c\b([^>]*[^/])>(.*?)</c>", xml):
-        if 't="e"' in attributes:
-            value = re.search(r"<v>([^<]*)</v>", content)
-            reference = _attributes(attributes).get("r")
-            if value and reference:
-                errors[_cell(reference)] = html.unescape(value.group(1))
+    for attributes, content in re.findall(r'<c\b([^>]*\bt="e"[^>]*?)(?<!/)>(.*?)</c>', xml):
+        value = re.search(r"<v>([^<]*)</v>", content)
+        reference = _attributes(attributes).get("r")
+        if value and reference:
+            errors[_cell(reference)] = html.unescape(value.group(1))
     return errors
 
 
